@@ -1,0 +1,5 @@
+"""``python -m chatbot`` runs the command-line interface."""
+
+from chatbot.cli import main
+
+main()

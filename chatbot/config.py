@@ -1,0 +1,129 @@
+"""Frozen, typed configuration: what a model is, how it was trained, how it decodes, and the TOML file reader.
+
+Every dataclass here round-trips through ``dataclasses.asdict`` so a checkpoint can store it and rebuild it with
+``from_dict``; nothing else is needed to load a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chatbot.errors import ChatbotError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ATTENTION_SCORES = ("dot", "general", "concat")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How the sentencepiece subword model is trained and how text is normalised before it."""
+
+    vocab_size: int = 4000
+    model_type: str = "unigram"
+    lowercase: bool = True
+    character_coverage: float = 0.9995
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """How a conversation becomes model input: the history window and the length caps, in subword pieces."""
+
+    history_turns: int = 3
+    max_source_tokens: int = 64
+    max_target_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if self.history_turns < 1:
+            raise ChatbotError("history_turns must be at least 1")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The user-chosen sizes of the network; ModelConfig adds what the trained tokenizer decides."""
+
+    embedding_size: int = 256
+    hidden_size: int = 256
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    dropout: float = 0.1
+    attention: str = "general"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of the attention seq2seq network."""
+
+    vocab_size: int
+    pad_id: int
+    embedding_size: int = 256
+    hidden_size: int = 256
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    dropout: float = 0.1
+    attention: str = "general"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_SCORES:
+            raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_SCORES)}, not {self.attention!r}")
+        if min(self.embedding_size, self.hidden_size, self.encoder_layers, self.decoder_layers) < 1:
+            raise ChatbotError("model sizes and layer counts must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the trainer runs. ``max_steps``, ``time_budget_minutes`` and ``valid_every`` of 0 mean no limit / once
+    per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    clip_norm: float = 5.0
+    seed: int = 0
+    max_steps: int = 0
+    time_budget_minutes: float = 0.0
+    valid_every: int = 0
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ChatbotError("epochs and batch size must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ChatbotError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How replies are generated (greedy for now; beam search and sampling extend this)."""
+
+    max_length: int = 32
+    min_length: int = 1
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Build the dataclass ``cls`` from a dict, ignoring unknown keys so older code reads newer files kindly."""
+    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file: top-level keys apply to every command, ``[train]``-style tables to one."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ChatbotError(f"{path}: cannot read config file: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ChatbotError(f"{path}: invalid TOML: {error}") from error
