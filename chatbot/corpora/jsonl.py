@@ -1,0 +1,89 @@
+"""JSONL dialogue logs: one conversation per line, the format ``chatbot export`` writes and ``train`` reads.
+
+Each line is a JSON object::
+
+    {"id": "c1", "turns": [{"speaker": "alice", "text": "hi"}, {"speaker": "bob", "text": "hello!"}]}
+
+``id`` is optional (the file name and line number stand in). ``turns`` may also be a list of strings, taken as
+alternating speakers. Consecutive turns of one speaker are merged into one turn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from chatbot.corpora.types import Conversation, Utterance
+from chatbot.errors import DataError
+
+
+def read_jsonl(path: Path) -> Iterator[Conversation]:
+    """Yield the conversations of a JSONL file; a malformed line raises DataError naming file and line."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _parse_line(path, number, line)
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text ({error.reason})") from error
+    except OSError as error:
+        raise DataError(path, f"cannot read: {error.strerror}") from error
+
+
+def _parse_line(path: Path, number: int, line: str) -> Conversation:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"invalid JSON: {error.msg} (column {error.colno})", number) from error
+    if not isinstance(record, dict) or not isinstance(record.get("turns"), list):
+        raise DataError(path, 'expected an object with a "turns" list', number)
+    turns = [_parse_turn(path, number, index, turn) for index, turn in enumerate(record["turns"])]
+    conversation_id = record.get("id", f"{path.name}:{number}")
+    if not isinstance(conversation_id, (str, int)):
+        raise DataError(path, '"id" must be a string or a number', number)
+    return Conversation(str(conversation_id), merge_consecutive(turns))
+
+
+def _parse_turn(path: Path, number: int, index: int, turn: Any) -> Utterance:
+    if isinstance(turn, str):
+        return Utterance("ab"[index % 2], turn)
+    if isinstance(turn, dict) and isinstance(turn.get("text"), str):
+        speaker = turn.get("speaker", "ab"[index % 2])
+        if isinstance(speaker, (str, int)):
+            return Utterance(str(speaker), turn["text"])
+    raise DataError(path, f'turn {index + 1}: expected a string or {{"speaker": ..., "text": "..."}}', number)
+
+
+def merge_consecutive(turns: list[Utterance]) -> tuple[Utterance, ...]:
+    """Join consecutive utterances of one speaker (people send several short messages in a row)."""
+    merged: list[Utterance] = []
+    for turn in turns:
+        text = " ".join(turn.text.split())
+        if not text:
+            continue
+        if merged and merged[-1].speaker == turn.speaker:
+            merged[-1] = Utterance(turn.speaker, f"{merged[-1].text} {text}")
+        else:
+            merged.append(Utterance(turn.speaker, text))
+    return tuple(merged)
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object per line, atomically: readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return count

@@ -1,0 +1,1 @@
+"""Text processing: the sentencepiece tokenizer, context/response pairs, and padded batches."""

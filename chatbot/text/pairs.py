@@ -1,0 +1,63 @@
+"""Pairs: a conversation becomes (context, response) examples, with a history window and speaker markers.
+
+The context is the last ``history_turns`` turns before the response, each prefixed by a marker that says who spoke
+*relative to the responder*: ``<bot>`` for the responder's own earlier turns, ``<usr>`` for the other side. At chat
+time the stored roles map onto the same two markers, so training and serving see the same kind of input.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from chatbot.corpora.types import Conversation
+from chatbot.dialogue.types import Role, Turn
+
+OWN_TURN = "<bot>"
+OTHER_TURN = "<usr>"
+SPEAKER_TOKENS = (OTHER_TURN, OWN_TURN)
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: the context text, the response text, and where it came from."""
+
+    context: str
+    response: str
+    conversation_id: str
+
+
+def conversation_pairs(conversation: Conversation, history_turns: int) -> Iterator[Pair]:
+    """Every turn after the first becomes a response to the ``history_turns`` turns before it."""
+    turns = conversation.turns
+    for index in range(1, len(turns)):
+        responder = turns[index].speaker
+        window = turns[max(0, index - history_turns) : index]
+        context = " ".join(f"{OWN_TURN if turn.speaker == responder else OTHER_TURN} {turn.text}" for turn in window)
+        yield Pair(context, turns[index].text, conversation.id)
+
+
+def history_context(history: Sequence[Turn], history_turns: int) -> str:
+    """The context text for the bot's next reply, from stored turns (oldest first)."""
+    window = history[-history_turns:] if history_turns > 0 else []
+    return " ".join(f"{OWN_TURN if turn.role is Role.BOT else OTHER_TURN} {turn.text}" for turn in window)
+
+
+def split_of(conversation_id: str, valid_percent: int = 5, test_percent: int = 5) -> str:
+    """The split a conversation belongs to: a stable hash of its id, so no conversation is on two sides."""
+    bucket = zlib.crc32(conversation_id.encode("utf-8")) % 100
+    if bucket < valid_percent:
+        return "valid"
+    if bucket < valid_percent + test_percent:
+        return "test"
+    return "train"
+
+
+def split_pairs(conversations: Iterable[Conversation], history_turns: int) -> dict[str, list[Pair]]:
+    """Pairs of every conversation, grouped by the split of their conversation."""
+    grouped: dict[str, list[Pair]] = {name: [] for name in SPLITS}
+    for conversation in conversations:
+        grouped[split_of(conversation.id)].extend(conversation_pairs(conversation, history_turns))
+    return grouped
