@@ -1,0 +1,65 @@
+"""Evaluation: how well a model predicts held-out replies, as token- and word-level perplexity.
+
+Word-level perplexity is exp(total NLL / words), where words are the whitespace words of each reference reply plus
+one for its end. The NLL is the same whatever the tokenizer, so models with different vocabularies compare fairly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
+from chatbot.text.tokenizer import Tokenizer
+
+
+def masked_nll(logits: torch.Tensor, target_out: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over real target pieces: logits (batch, tgt_len, vocab), target_out (batch, tgt_len)."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), target_out.flatten(), ignore_index=pad_id, reduction="sum")
+    return total, int((target_out != pad_id).sum())
+
+
+@torch.no_grad()
+def batches_nll(model: Seq2Seq, batches: Sequence[Batch], pad_id: int) -> tuple[float, int]:
+    """Total NLL and piece count over ``batches`` in eval mode (restores the previous mode)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        nll, pieces = masked_nll(model(batch.source, batch.target_in), batch.target_out, pad_id)
+        total, count = total + float(nll), count + pieces
+    model.train(was_training)
+    return total, count
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Held-out fit of a model: mean NLL per piece, and perplexity per piece and per word."""
+
+    pairs: int
+    pieces: int
+    words: int
+    loss: float
+    token_perplexity: float
+    word_perplexity: float
+
+
+def perplexity(model: Seq2Seq, tokenizer: Tokenizer, pairs: Sequence[EncodedPair], batch_size: int = 64) -> Perplexity:
+    """Perplexity of ``model`` on encoded pairs (pieces include each reply's end-of-sequence)."""
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    total, pieces = batches_nll(model, bucketed_batches(pairs, batch_size, tokenizer, rng=None), tokenizer.pad_id)
+    words = sum(len(tokenizer.decode(pair.target).split()) + 1 for pair in pairs)
+    return Perplexity(
+        pairs=len(pairs),
+        pieces=pieces,
+        words=words,
+        loss=total / pieces,
+        token_perplexity=math.exp(total / pieces),
+        word_perplexity=math.exp(total / words),
+    )

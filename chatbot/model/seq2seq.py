@@ -1,0 +1,54 @@
+"""Seq2Seq: the encoder and decoder joined; ``encode`` once per context, ``decode`` as often as search needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from chatbot.config import ModelConfig
+from chatbot.model.decoder import Decoder
+from chatbot.model.encoder import Encoder
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What the decoder needs from the encoder, computed once per batch of contexts."""
+
+    memory: torch.Tensor  # (batch, src_len, hidden)
+    keys: torch.Tensor  # (batch, src_len, hidden): the attention's memory-side projection
+    mask: torch.Tensor  # (batch, src_len), True at real tokens
+    hidden: torch.Tensor  # (decoder_layers, batch, hidden): the decoder's initial state
+
+    def select(self, rows: torch.Tensor) -> Encoded:
+        """Keep only the batch rows ``rows`` (search drops finished replies or repeats rows for beams)."""
+        return Encoded(self.memory[rows], self.keys[rows], self.mask[rows], self.hidden[:, rows])
+
+
+class Seq2Seq(nn.Module):
+    """An attention encoder-decoder over subword ids; ``forward`` gives teacher-forced logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def encode(self, source: torch.Tensor) -> Encoded:
+        """source (batch, src_len) of ids, right-padded with ``pad_id``."""
+        memory, hidden = self.encoder(source)
+        return Encoded(memory, self.decoder.attention.keys(memory), source != self.config.pad_id, hidden)
+
+    def decode(
+        self, target_in: torch.Tensor, hidden: torch.Tensor, encoded: Encoded
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab), hidden, attention (batch, tgt_len, src_len)."""
+        logits, hidden, weights = self.decoder(target_in, hidden, encoded.keys, encoded.memory, encoded.mask)
+        return logits, hidden, weights
+
+    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: source (batch, src_len), target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab)."""
+        encoded = self.encode(source)
+        logits, _, _ = self.decode(target_in, encoded.hidden, encoded)
+        return logits
