@@ -1,0 +1,62 @@
+"""ResponseGenerator: a model directory in, replies out — the Generator the dialogue manager uses.
+
+Reading ``config.json`` is cheap and happens at construction, so a broken path fails at start; the weights load
+on the first reply (or ``load()``) and stay cached, so a REPL or bot starts quickly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from chatbot.config import ContextConfig, DecodeConfig, from_dict
+from chatbot.dialogue.types import Turn
+from chatbot.search import greedy_search
+from chatbot.text.batching import pad
+from chatbot.text.pairs import history_context
+from chatbot.training import checkpoint
+
+
+class ResponseGenerator:
+    """Generates replies with the model in ``model_dir``, decoding as ``decode`` says (default: as trained)."""
+
+    def __init__(self, model_dir: Path, decode: DecodeConfig | None = None) -> None:
+        self.model_dir = model_dir
+        config = checkpoint.read_config(model_dir)
+        self.context = from_dict(ContextConfig, config.get("context", {}))
+        self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
+        self._bundle: checkpoint.ModelBundle | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def history_turns(self) -> int:
+        return self.context.history_turns
+
+    def load(self) -> checkpoint.ModelBundle:
+        """Load the weights once; later calls return the cached bundle."""
+        with self._lock:
+            if self._bundle is None:
+                self._bundle = checkpoint.load(self.model_dir)
+            return self._bundle
+
+    def reply(self, history: Sequence[Turn]) -> str:
+        """The reply to a conversation's recent turns (oldest first)."""
+        return self.generate([history_context(history, self.context.history_turns)])[0]
+
+    def generate(self, contexts: Sequence[str]) -> list[str]:
+        """Replies for several context texts at once, decoded as one batch."""
+        bundle = self.load()
+        tokenizer = bundle.tokenizer
+        rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
+        with torch.inference_mode():
+            ids = greedy_search(
+                bundle.model,
+                pad(rows, tokenizer.pad_id),
+                tokenizer.bos_id,
+                tokenizer.eos_id,
+                self.decode_config,
+            )
+        return [" ".join(tokenizer.decode(reply).split()) for reply in ids]

@@ -1,0 +1,1 @@
+"""Training: the loop, and the checkpoint format (the only place a model is serialised)."""

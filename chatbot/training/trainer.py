@@ -1,0 +1,151 @@
+"""Trainer: teacher-forced training of a Seq2Seq with Adam, gradient clipping, validation, and best-model keeping.
+
+One step: a padded batch runs through the whole network at once (``Seq2Seq.forward``), the masked cross-entropy of
+its real target pieces is averaged per piece, and the gradient is clipped before the update. Validation runs every
+``valid_every`` steps (or each epoch) and the weights with the lowest validation loss are the ones kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from chatbot.config import TrainConfig
+from chatbot.evaluation import batches_nll, masked_nll
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
+from chatbot.text.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return torch.bfloat16 if precision == "bf16" or native_bf16 else None
+
+
+@dataclass
+class TrainSummary:
+    """What happened during training, written to the model directory's metrics."""
+
+    steps: int = 0
+    epochs: float = 0.0
+    seconds: float = 0.0
+    target_tokens: int = 0
+    best_valid_loss: float | None = None
+    stopped_by: str = "epochs"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``model`` on encoded pairs; the caller builds the model and saves the result."""
+
+    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, config: TrainConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.device = next(model.parameters()).device
+        self.dtype = autocast_dtype(config.precision, self.device)
+
+    def step(self, batch: Batch) -> tuple[float, int]:
+        """One optimisation step; returns the mean loss per target piece and the number of pieces."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = self.model(batch.source.to(self.device), batch.target_in.to(self.device))
+        total, pieces = masked_nll(logits, batch.target_out.to(self.device), self.tokenizer.pad_id)
+        loss = total / max(pieces, 1)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        return float(loss.detach()), pieces
+
+    def validate(self, batches: Sequence[Batch]) -> float:
+        """Mean validation loss per piece."""
+        with self._autocast():
+            total, pieces = batches_nll(self.model, batches, self.tokenizer.pad_id)
+        return total / max(pieces, 1)
+
+    def fit(self, train: Sequence[EncodedPair], valid: Sequence[EncodedPair]) -> TrainSummary:
+        """Train until the epochs, ``max_steps`` or the time budget run out; leaves the best weights loaded."""
+        rng = random.Random(self.config.seed)
+        valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
+        summary, best_state = TrainSummary(), copy.deepcopy(self.model.state_dict())
+        started = time.monotonic()
+        for epoch in range(self.config.epochs):
+            batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng)
+            for index, batch in enumerate(self._progress(batches, epoch)):
+                loss, pieces = self.step(batch)
+                summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
+                summary.epochs = epoch + (index + 1) / len(batches)
+                summary.seconds = time.monotonic() - started
+                stop = self._stop_reason(summary)
+                due = bool(stop) or index + 1 == len(batches) or self._validation_due(summary.steps)
+                if due and self._record(summary, loss, valid_batches):
+                    best_state = copy.deepcopy(self.model.state_dict())
+                if stop:
+                    summary.stopped_by = stop
+                    self.model.load_state_dict(best_state)
+                    return summary
+        self.model.load_state_dict(best_state)
+        return summary
+
+    def _record(self, summary: TrainSummary, train_loss: float, valid_batches: Sequence[Batch]) -> bool:
+        """Validate, append to the history, and say whether this is the best model so far.
+
+        Without validation data every checkpoint counts as the best, so the final weights are kept: one batch's
+        training loss is too noisy to choose a model by.
+        """
+        entry: dict[str, Any] = {
+            "step": summary.steps,
+            "epoch": round(summary.epochs, 3),
+            "train_loss": round(train_loss, 4),
+            "target_tokens_per_second": round(summary.target_tokens / max(summary.seconds, 1e-9), 1),
+        }
+        summary.history.append(entry)
+        if not valid_batches:
+            logger.info("progress (no validation data): %s", entry)
+            return True
+        valid_loss = self.validate(valid_batches)
+        entry.update(valid_loss=round(valid_loss, 4), valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2))
+        logger.info("validation: %s", entry)
+        improved = summary.best_valid_loss is None or valid_loss < summary.best_valid_loss
+        if improved:
+            summary.best_valid_loss = valid_loss
+        return improved
+
+    def _stop_reason(self, summary: TrainSummary) -> str:
+        if self.config.max_steps and summary.steps >= self.config.max_steps:
+            return "max_steps"
+        if self.config.time_budget_minutes and summary.seconds >= 60 * self.config.time_budget_minutes:
+            return "time_budget"
+        return ""
+
+    def _validation_due(self, steps: int) -> bool:
+        return bool(self.config.valid_every) and steps % self.config.valid_every == 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _progress(self, batches: Sequence[Batch], epoch: int) -> Iterator[Batch]:
+        """The epoch's batches behind a progress bar (shown only on a terminal)."""
+        description = f"epoch {epoch + 1}/{self.config.epochs}"
+        return iter(tqdm(batches, desc=description, unit="batch", disable=None, leave=False))
