@@ -1,0 +1,93 @@
+"""Engines: a SQLAlchemy URL in, a configured Engine out (SQLite in WAL mode with a busy timeout; Postgres via
+psycopg 3), and the schema brought to the newest migration before use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from chatbot.errors import StorageError
+from chatbot.storage.schema import upgrade_to_head
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The zero-setup default: a SQLite file in the user's data directory."""
+    return f"sqlite:///{data_dir / 'chatbot.sqlite3'}"
+
+
+def parse_url(url: str) -> URL:
+    """Parse a database URL; plain ``postgresql://`` means the psycopg 3 driver this package installs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise StorageError(
+            f"invalid database URL {url!r}: expected e.g. sqlite:///chat.db or postgresql://..."
+        ) from error
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_database_engine(url: str) -> Engine:
+    """An Engine for ``url``; SQLite files get their directory created (owner-only) and WAL pragmas."""
+    parsed = parse_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        _prepare_sqlite_file(parsed)
+        if parsed.database in (None, "", ":memory:"):
+            options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    try:
+        engine = create_engine(parsed, **options)
+    except (NoSuchModuleError, ImportError, ArgumentError) as error:
+        raise StorageError(f"cannot use database {describe(parsed)}: {error}") from error
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """Connect, migrate to the newest schema, and return a session factory; failures become StorageError."""
+    engine = create_database_engine(url)
+    try:
+        upgrade_to_head(engine)
+    except SQLAlchemyError as error:
+        engine.dispose()
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise StorageError(f"cannot open database {describe(engine.url)}: {reason}") from error
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def describe(url: URL) -> str:
+    """The URL as safe to show: the password hidden."""
+    return url.render_as_string(hide_password=True)
+
+
+def _prepare_sqlite_file(url: URL) -> None:
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        path = Path(url.database).expanduser()
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o700)
+            if not path.exists():
+                # Conversations are private: create the file owner-only before SQLite does with the umask.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as error:
+            raise StorageError(f"cannot create the SQLite database {path}: {error.strerror}") from error
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses no committed WAL frame
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,30 @@
+"""Export: stored conversations written as the JSONL training format, so the bot can be retrained on its own logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chatbot.corpora.jsonl import write_jsonl
+from chatbot.storage.store import ConversationStore, StoredConversation, Transaction
+
+
+def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
+    """One JSONL line: a stable id, the start time, and the turns with ``user``/``bot`` as speakers."""
+    return {
+        "id": f"{conversation.channel}:{conversation.external_id}:{conversation.id}",
+        "started_at": conversation.started_at.isoformat(),
+        "turns": [{"speaker": turn.role.value, "text": turn.text} for turn in conversation.turns],
+    }
+
+
+def export_conversations(transaction: Transaction, out: Path) -> int:
+    """Write every stored conversation to ``out`` (atomically); returns how many were written."""
+
+    def records(store: ConversationStore) -> Iterator[dict[str, Any]]:
+        for conversation in store.conversations():
+            yield conversation_record(conversation)
+
+    with transaction() as store:
+        return write_jsonl(out, records(store))

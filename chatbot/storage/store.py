@@ -1,0 +1,195 @@
+"""ConversationStore: the small interface the dialogue manager stores turns through, with SQL and memory twins.
+
+The caller owns the transaction: it opens one with a ``Transaction`` (``sql_transaction(factory)`` or
+``MemoryStore.transaction``), does its reads and writes through the store it is handed, and the transaction commits
+when the ``with`` block ends (or rolls back on an exception).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatbot.dialogue.types import Role, Turn
+from chatbot.storage import models
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """A whole stored conversation, as ``chatbot export`` writes it."""
+
+    id: int
+    channel: str
+    external_id: str
+    started_at: datetime
+    turns: tuple[Turn, ...]
+
+
+class ConversationStore(Protocol):
+    """Reads and writes of one transaction."""
+
+    def current_conversation(self, channel: str, external_id: str) -> int:
+        """The id of the open conversation of this channel's user or chat, starting one if there is none."""
+        ...
+
+    def end_conversation(self, conversation_id: int) -> None:
+        """Close a conversation so the next message starts a new one."""
+        ...
+
+    def add_turn(self, conversation_id: int, turn: Turn) -> None:
+        """Append a turn to a conversation."""
+        ...
+
+    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
+        """The last ``limit`` turns of a conversation, oldest first."""
+        ...
+
+    def conversations(self) -> Iterator[StoredConversation]:
+        """Every stored conversation with its turns, in the order they started."""
+        ...
+
+
+Transaction = Callable[[], AbstractContextManager[ConversationStore]]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SqlConversationStore:
+    """ConversationStore over a SQLAlchemy session that the caller opened and will commit."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def current_conversation(self, channel: str, external_id: str) -> int:
+        query = (
+            select(models.Conversation.id)
+            .where(models.Conversation.channel == channel, models.Conversation.external_id == external_id)
+            .where(models.Conversation.ended_at.is_(None))
+            .order_by(models.Conversation.id.desc())
+            .limit(1)
+        )
+        found = self.session.scalar(query)
+        if found is not None:
+            return found
+        conversation = models.Conversation(channel=channel, external_id=external_id, started_at=_now())
+        self.session.add(conversation)
+        self.session.flush()
+        return conversation.id
+
+    def end_conversation(self, conversation_id: int) -> None:
+        conversation = self.session.get(models.Conversation, conversation_id)
+        if conversation is not None and conversation.ended_at is None:
+            conversation.ended_at = _now()
+
+    def add_turn(self, conversation_id: int, turn: Turn) -> None:
+        self.session.add(
+            models.Message(conversation_id=conversation_id, role=turn.role.value, text=turn.text, created_at=_now())
+        )
+        self.session.flush()
+
+    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
+        # Newest first through the (conversation_id, id) index, so the cost does not grow with the conversation.
+        query = (
+            select(models.Message.role, models.Message.text)
+            .where(models.Message.conversation_id == conversation_id)
+            .order_by(models.Message.id.desc())
+            .limit(limit)
+        )
+        rows = self.session.execute(query).all()
+        return [Turn(Role(role), text) for role, text in reversed(rows)]
+
+    def conversations(self) -> Iterator[StoredConversation]:
+        for conversation in self.session.scalars(select(models.Conversation).order_by(models.Conversation.id)):
+            messages = self.session.scalars(
+                select(models.Message)
+                .where(models.Message.conversation_id == conversation.id)
+                .order_by(models.Message.id)
+            )
+            turns = tuple(Turn(Role(message.role), message.text) for message in messages)
+            yield StoredConversation(
+                conversation.id,
+                conversation.channel,
+                conversation.external_id,
+                conversation.started_at,
+                turns,
+            )
+
+
+def sql_transaction(session_factory: sessionmaker[Session]) -> Transaction:
+    """A Transaction that opens a session, begins, yields a SqlConversationStore, and commits."""
+
+    @contextmanager
+    def transaction() -> Iterator[ConversationStore]:
+        with session_factory.begin() as session:
+            yield SqlConversationStore(session)
+
+    return transaction
+
+
+@dataclass
+class _MemoryConversation:
+    channel: str
+    external_id: str
+    started_at: datetime
+    turns: list[Turn] = field(default_factory=list)
+    ended: bool = False
+
+
+class MemoryStore:
+    """ConversationStore kept in a dict: the twin of the SQL store for tests of the layers above.
+
+    ``transaction`` takes a lock for the block, so concurrent callers see each other's writes whole, and restores
+    the previous state if the block raises, as a database rollback would.
+    """
+
+    def __init__(self) -> None:
+        self._conversations: dict[int, _MemoryConversation] = {}
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[ConversationStore]:
+        with self._lock:
+            snapshot = copy.deepcopy(self._conversations)
+            try:
+                yield self
+            except BaseException:
+                self._conversations = snapshot
+                raise
+
+    def current_conversation(self, channel: str, external_id: str) -> int:
+        for conversation_id in sorted(self._conversations, reverse=True):
+            conversation = self._conversations[conversation_id]
+            if (conversation.channel, conversation.external_id, conversation.ended) == (
+                channel,
+                external_id,
+                False,
+            ):
+                return conversation_id
+        conversation_id = len(self._conversations) + 1
+        self._conversations[conversation_id] = _MemoryConversation(channel, external_id, _now())
+        return conversation_id
+
+    def end_conversation(self, conversation_id: int) -> None:
+        self._conversations[conversation_id].ended = True
+
+    def add_turn(self, conversation_id: int, turn: Turn) -> None:
+        self._conversations[conversation_id].turns.append(turn)
+
+    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
+        return self._conversations[conversation_id].turns[-limit:] if limit > 0 else []
+
+    def conversations(self) -> Iterator[StoredConversation]:
+        for conversation_id, item in sorted(self._conversations.items()):
+            yield StoredConversation(
+                conversation_id, item.channel, item.external_id, item.started_at, tuple(item.turns)
+            )
