@@ -1,0 +1,32 @@
+"""The vocabulary of a conversation: who spoke (Role), what was said (Turn), and what the bot answers (Reply)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(str, enum.Enum):
+    """Who produced a turn. Stored as its value in the database."""
+
+    USER = "user"
+    BOT = "bot"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stored message of a conversation."""
+
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a channel shows the user in answer to one incoming message.
+
+    `is_command` is true when a command (``/help``, ``/reset``) answered instead of the model.
+    """
+
+    text: str
+    is_command: bool = False
