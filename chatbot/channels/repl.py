@@ -1,0 +1,67 @@
+"""The terminal REPL: lines in, replies out, through the DialogueManager.
+
+Two modes. Piped (stdin is not a terminal): one message per input line and exactly one reply line per message on
+stdout, so scripts can pair them up; blank lines are skipped, ``/quit`` ends. Interactive (a terminal):
+prompt_toolkit gives line editing and a persistent input history; Ctrl-C clears the line and Ctrl-D quits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TextIO
+
+from chatbot.dialogue.commands import parse_command
+from chatbot.dialogue.manager import DialogueManager
+
+CHANNEL = "terminal"
+QUIT_COMMANDS = ("quit", "exit")
+REPL_HELP = " /quit leaves."
+
+
+def answer(manager: DialogueManager, user: str, line: str) -> str | None:
+    """The one-line answer to an input line, or None when the line asks to quit."""
+    command = parse_command(line)
+    if command is not None and command.name in QUIT_COMMANDS:
+        return None
+    reply = manager.respond(CHANNEL, user, line)
+    text = reply.text + (REPL_HELP if command is not None and command.name == "help" else "")
+    return " ".join(text.splitlines())  # one line per reply, whatever the generator produced
+
+
+def run_piped(manager: DialogueManager, user: str, lines: Iterable[str], out: TextIO) -> None:
+    """Answer each non-blank line with exactly one line on ``out``, until the input ends or ``/quit``."""
+    for line in lines:
+        message = line.strip()
+        if not message:
+            continue
+        text = answer(manager, user, message)
+        if text is None:
+            return
+        out.write(text + "\n")
+        out.flush()
+
+
+def run_interactive(
+    manager: DialogueManager, user: str, history_file: Path, show: Callable[[str], None], greeting: str
+) -> None:
+    """A prompt_toolkit loop with line editing and history; ``show`` prints a reply."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    session: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)))
+    show(greeting)
+    while True:
+        try:
+            line = session.prompt("you> ").strip()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C abandons the line being typed
+        except EOFError:
+            return  # Ctrl-D
+        if not line:
+            continue
+        text = answer(manager, user, line)
+        if text is None:
+            return
+        show(text)

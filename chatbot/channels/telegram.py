@@ -1,0 +1,284 @@
+"""The Telegram channel: python-telegram-bot long polling in front of the DialogueManager.
+
+Control flow: ``run_telegram`` builds the Application (``build_application``) and long-polls the Bot API for
+new messages only. Each message goes to the first handler that matches it:
+  - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
+  - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
+  - anything else (a sticker, a photo): a short note that only text is understood.
+Edited messages match no handler, so they are never answered. A reply longer than one Telegram message is
+cut by ``split_message``. A failing handler ends in ``on_error``, which logs (and, when the fault is ours,
+tells the user) and lets the bot go on. The token never reaches a log line: httpx, which logs request URLs
+containing it, is quieted, and a filter redacts it from every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from telegram import BotCommand, Message, Update
+from telegram.constants import ChatAction, MessageLimit
+from telegram.error import Forbidden, InvalidToken, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    ExtBot,
+    JobQueue,
+    MessageHandler,
+    filters,
+)
+
+from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
+from chatbot.errors import ChatbotError
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+# Only new messages: edits, channel posts and member updates are never even fetched.
+ALLOWED_UPDATES = (Update.MESSAGE,)
+COMMANDS = (
+    ("start", "Start a new conversation"),
+    ("help", "List the commands"),
+    ("reset", "Forget this conversation and start over"),
+)
+NON_TEXT_REPLY = "I only understand text messages. Please write to me in words."
+ERROR_REPLY = "Sorry, something went wrong on my side. Please try again."
+REDACTED = "[REDACTED-TOKEN]"
+# Telegram shows a chat action for about five seconds; refresh it before it fades while the model runs.
+TYPING_REFRESH_SECONDS = 4.0
+
+Context = ContextTypes.DEFAULT_TYPE
+TelegramApplication = Application[
+    ExtBot[int], Context, dict[Any, Any], dict[Any, Any], dict[Any, Any], JobQueue[Context]
+]
+
+
+def run_telegram(token: str, api_url: str, manager: DialogueManager) -> None:
+    """Serve the bot by long polling until Ctrl-C or SIGTERM; configure logging before calling this."""
+    application = build_application(token, api_url, manager)
+    logger.info("Telegram bot polling %s", api_url)
+    try:
+        application.run_polling(allowed_updates=ALLOWED_UPDATES, close_loop=False)
+    except InvalidToken:
+        # PTB's message quotes the token: replace it, and drop it from the chain a traceback would show.
+        raise ChatbotError(f"The Bot API at {api_url} rejected the bot token.") from None
+    except NetworkError as error:
+        raise ChatbotError(f"Cannot reach the Bot API at {api_url}: {error.message}") from error
+    finally:
+        _close_loop(application)
+
+
+def _close_loop(application: TelegramApplication) -> None:
+    """Close the loop run_polling ran on, first closing the bot's HTTP connections: PTB leaves them open
+    when startup fails (a rejected token), as it only shuts down an Application that finished initializing."""
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(application.bot.shutdown())  # a no-op after a normal shutdown
+    loop.close()
+
+
+def build_application(token: str, api_url: str, manager: DialogueManager) -> TelegramApplication:
+    """An Application, ready to start, on the Bot API rooted at ``api_url``, answering through ``manager``."""
+    _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
+    root = api_url.rstrip("/")
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .rate_limiter(AIORateLimiter(max_retries=1))
+        .post_init(_register_commands)
+        .build()
+    )
+    _add_handlers(application, _Handlers(manager))
+    return application
+
+
+def _add_handlers(application: TelegramApplication, handlers: _Handlers) -> None:
+    """Route new messages to ``handlers``; edits match nothing (CommandHandler accepts them by default)."""
+    new_message = filters.UpdateType.MESSAGE
+    for name, _ in COMMANDS:
+        application.add_handler(CommandHandler(name, handlers.on_command, filters=new_message))
+    application.add_handler(MessageHandler(new_message & filters.COMMAND, handlers.on_command))
+    application.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, handlers.on_text))
+    # Service messages (members joining, a pinned message) carry no text either, but deserve no answer.
+    non_text = new_message & ~filters.TEXT & ~filters.StatusUpdate.ALL
+    application.add_handler(MessageHandler(non_text, handlers.on_non_text))
+    application.add_error_handler(handlers.on_error)
+
+
+async def _register_commands(application: TelegramApplication) -> None:
+    """Publish the command menu (post_init); a failure only costs the menu, so it is logged, not raised."""
+    try:
+        await application.bot.set_my_commands([BotCommand(name, about) for name, about in COMMANDS])
+    except TelegramError as error:
+        logger.warning("could not register the bot commands: %s", error)
+
+
+class _Handlers:
+    """The bot's callbacks: each takes one Telegram message, asks the manager, and replies."""
+
+    def __init__(self, manager: DialogueManager) -> None:
+        self.manager = manager
+
+    async def on_command(self, update: Update, context: Context) -> None:
+        """Pass a command to the manager: it knows /start, /help, /reset and answers others as unknown."""
+        message = update.message
+        if message is None or message.text is None:
+            return
+        if _addressed_to_other_bot(message.text, context.bot.username):
+            return
+        reply = await asyncio.to_thread(self.manager.respond, CHANNEL, str(message.chat_id), message.text)
+        await _send_reply(message, reply.text)
+
+    async def on_text(self, update: Update, context: Context) -> None:
+        """Generate an answer off the event loop, showing "typing" meanwhile."""
+        message = update.message
+        if message is None or message.text is None:
+            return
+        async with _typing_action(context, message.chat_id):
+            reply = await asyncio.to_thread(self.manager.respond, CHANNEL, str(message.chat_id), message.text)
+        await _send_reply(message, reply.text)
+
+    async def on_non_text(self, update: Update, context: Context) -> None:
+        """Explain that only text is understood."""
+        if update.message is not None:
+            await update.message.reply_text(NON_TEXT_REPLY)
+
+    async def on_error(self, update: object, context: Context) -> None:
+        """Log a failed update (without the token) and, if the fault is ours, tell the user; never raise."""
+        error = context.error
+        update_id = update.update_id if isinstance(update, Update) else None
+        if isinstance(error, Forbidden):
+            logger.warning("update %s: the bot may not write to this chat: %s", update_id, error)
+        elif isinstance(error, NetworkError):
+            logger.warning("update %s: network error talking to Telegram: %s", update_id, error)
+        else:
+            logger.error("update %s failed", update_id, exc_info=error)
+        if isinstance(update, Update) and update.message is not None and not isinstance(error, TelegramError):
+            with contextlib.suppress(TelegramError):
+                await update.message.reply_text(ERROR_REPLY)
+
+
+def _addressed_to_other_bot(command_text: str, bot_username: str) -> bool:
+    """True for ``/cmd@other_bot``: in a group, another bot's command is not ours to answer."""
+    head = command_text.split(maxsplit=1)[0] if command_text.strip() else ""
+    _, at, target = head.partition("@")
+    return bool(at) and target.lower() != bot_username.lower()
+
+
+@contextlib.asynccontextmanager
+async def _typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
+    """Show "typing" in the chat for as long as the block runs."""
+    done = asyncio.Event()
+    indicator = asyncio.create_task(_keep_typing(context, chat_id, done))
+    try:
+        yield
+    finally:
+        done.set()
+        # Let an action in flight land first: one arriving after the reply would show "typing" for 5 s more.
+        await indicator
+
+
+async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> None:
+    """Send "typing" at once and every few seconds until ``done``; a failure only ends the indicator."""
+    while True:
+        try:
+            await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except TelegramError as error:
+            logger.debug("typing action failed in chat %s: %s", chat_id, error)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(done.wait(), TYPING_REFRESH_SECONDS)
+        if done.is_set():
+            return
+
+
+async def _send_reply(message: Message, text: str) -> None:
+    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs."""
+    for part in split_message(text):
+        await message.reply_text(part)
+
+
+def split_message(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
+    """Cut ``text`` into non-blank parts of at most ``limit`` UTF-16 units, at a newline or space if near.
+
+    Whitespace at the cuts and around the text is dropped (Telegram trims it anyway); blank text gives one
+    placeholder part, because Telegram refuses an empty message.
+    """
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2 UTF-16 units (one astral character), got {limit}")
+    parts: list[str] = []
+    rest = text.strip()
+    while rest:
+        end = _fitting_prefix(rest, limit)
+        cut = end if end == len(rest) else _break_point(rest, end)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return parts or [FALLBACK_REPLY]
+
+
+def _fitting_prefix(text: str, limit: int) -> int:
+    """The length of the longest prefix of ``text`` that is at most ``limit`` UTF-16 units long."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1  # an astral character is a surrogate pair in UTF-16
+        if units > limit:
+            return index
+    return len(text)
+
+
+def _break_point(text: str, end: int) -> int:
+    """Where to cut ``text`` at or before ``end``: the last newline, else the last whitespace, in the second
+    half of the prefix; else ``end`` itself. ``text[0]`` is not whitespace, so the cut is at least 1."""
+    newline = text.rfind("\n", end // 2 + 1, end + 1)
+    if newline > 0:
+        return newline
+    space = next((index for index in range(end, end // 2, -1) if text[index].isspace()), None)
+    return space if space is not None else end
+
+
+class _TokenRedactor(logging.Filter):
+    """Replaces a bot token in a record's message, arguments and traceback; filters compare equal per token,
+    so installing one twice on a handler is a no-op."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _TokenRedactor) and other.token == self.token
+
+    def __hash__(self) -> int:
+        return hash((_TokenRedactor, self.token))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.token:
+            return True
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, REDACTED), None
+        # A Formatter renders the traceback into exc_text only if it is unset, so a redacted one here is kept.
+        traceback = record.exc_text
+        if traceback is None and record.exc_info:
+            traceback = logging.Formatter().formatException(record.exc_info)
+        if traceback and self.token in traceback:
+            record.exc_text = traceback.replace(self.token, REDACTED)
+        return True
+
+
+def _protect_token(token: str) -> None:
+    """Keep ``token`` out of the logs: quiet httpx/httpcore (they log request URLs, which contain it) and
+    redact it on every handler of the root logger, and on the httpx logger for handlers added later."""
+    for name in ("httpx", "httpcore"):
+        quiet = logging.getLogger(name)
+        quiet.setLevel(max(logging.WARNING, quiet.level))
+    redactor = _TokenRedactor(token)
+    logging.getLogger("httpx").addFilter(redactor)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
