@@ -1,0 +1,377 @@
+"""The ``chatbot`` command: the one composition root. It reads flags, ``CHATBOT_*`` environment variables and the
+TOML config file (in that order of precedence, then built-in defaults), builds the objects, and calls them.
+
+Heavy imports (torch, the model) happen inside the commands that need them, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import platformdirs
+
+from chatbot import __version__
+from chatbot.config import (
+    ATTENTION_SCORES,
+    PRECISIONS,
+    ContextConfig,
+    ModelShape,
+    TokenizerConfig,
+    TrainConfig,
+    read_config_file,
+)
+from chatbot.errors import ChatbotError
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+APP_NAME = "chatbot"
+ENV_PREFIX = "CHATBOT"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default-model"
+DEFAULT_API_URL = "https://api.telegram.org"
+SHARED_KEYS = ("db", "model", "threads")
+
+
+def default_model_dir() -> Path:
+    """The model shipped in data/default-model of this checkout."""
+    return DEFAULT_MODEL_DIR
+
+
+def default_db_url() -> str:
+    from chatbot.storage.engine import default_database_url
+
+    return default_database_url(Path(platformdirs.user_data_dir(APP_NAME)))
+
+
+class UserError(click.ClickException):
+    """A ChatbotError as click shows it: ``Error: <one line>`` on stderr and exit code 2."""
+
+    exit_code = 2
+
+
+class ChatbotGroup(click.Group):
+    """A click group that turns a ChatbotError anywhere below it into a one-line message and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ChatbotError as error:
+            raise UserError(str(error)) from error
+
+
+def _config_map(path: Path | None) -> dict[str, Any]:
+    """Turn the TOML file into click's default_map: top-level shared keys copied into every command's table."""
+    if path is None:
+        candidate = Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+        path = candidate if candidate.is_file() else None
+    if path is None:
+        return {}
+    raw = _underscore_keys(read_config_file(path))
+    shared = {key: raw[key] for key in SHARED_KEYS if key in raw}
+    commands = {name: dict(value) for name, value in raw.items() if isinstance(value, dict)}
+    for name in ("chat", "train", "eval", "telegram", "export"):
+        commands[name] = {**shared, **commands.get(name, {})}
+    commands["db"] = {"upgrade": {**shared, **commands.get("db", {}).get("upgrade", {})}}
+    return commands
+
+
+def _underscore_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """Config keys may be written like the flags (max-steps) or like Python names (max_steps)."""
+    return {
+        key.replace("-", "_"): _underscore_keys(value) if isinstance(value, dict) else value
+        for key, value in table.items()
+    }
+
+
+def _field_default(cls: type, name: str) -> Any:
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
+
+
+@click.group(cls=ChatbotGroup, context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
+@click.version_option(__version__, prog_name=APP_NAME)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CHATBOT_CONFIG",
+    help="TOML config file. Top-level keys (db, model, threads) apply to every command; tables such as [train] "
+    "to one. Default: config.toml in the user config directory, if present.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """A generative chatbot on an attention seq2seq model: train it on your own dialogue logs, then talk to it in
+    the terminal or on Telegram.
+
+    Every option can also come from an environment variable (shown in each command's --help) or the config file;
+    a flag beats the environment, which beats the config file, which beats the default.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.default_map = _config_map(config_path)
+
+
+def model_option(help_text: str = "Model directory written by `chatbot train`.") -> Callable[[FC], FC]:
+    return click.option(
+        "--model",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="CHATBOT_MODEL",
+        show_envvar=True,
+        default=None,
+        help=f"{help_text} Default: the model shipped in data/default-model.",
+    )
+
+
+def db_option() -> Callable[[FC], FC]:
+    return click.option(
+        "--db",
+        envvar="CHATBOT_DB",
+        show_envvar=True,
+        default=None,
+        help="SQLAlchemy database URL (sqlite:///path.db, postgresql://user:pass@host/db). "
+        "Default: a SQLite file in the user data directory.",
+    )
+
+
+def threads_option() -> Callable[[FC], FC]:
+    return click.option(
+        "--threads",
+        type=click.IntRange(min=0),
+        default=0,
+        envvar="CHATBOT_THREADS",
+        show_envvar=True,
+        help="CPU threads for PyTorch; 0 leaves PyTorch's default (one per core).",
+    )
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _build_manager(model_dir: Path | None, db_url: str | None) -> Any:
+    """The DialogueManager over the model and the database, both checked before the first message."""
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.generation import ResponseGenerator
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.store import sql_transaction
+
+    generator = ResponseGenerator(model_dir or default_model_dir())
+    sessions = open_database(db_url or default_db_url())
+    generator.load()
+    return DialogueManager(generator, sql_transaction(sessions))
+
+
+@cli.command()
+@model_option()
+@db_option()
+@click.option(
+    "--user",
+    default=None,
+    envvar="CHATBOT_USER",
+    show_envvar=True,
+    help="Whose conversation this is; each user has their own history. Default: your login name.",
+)
+@threads_option()
+def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> None:
+    """Talk to the bot in the terminal.
+
+    With a terminal: line editing and input history. With piped input: one message per line, exactly one reply
+    line per message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset
+    (start a new conversation), /quit.
+    """
+    from chatbot.channels import repl
+
+    _set_threads(threads)
+    manager = _build_manager(model, db)
+    name = user or getpass.getuser()
+    if sys.stdin.isatty():
+        history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
+        repl.run_interactive(manager, name, history, click.echo, "Type a message; /help for commands, /quit to leave.")
+    else:
+        repl.run_piped(manager, name, sys.stdin, sys.stdout)
+
+
+@cli.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory to write."
+)
+@click.option("--force", is_flag=True, help="Replace --out if it already holds a model.")
+@click.option("--epochs", type=click.IntRange(min=1), default=_field_default(TrainConfig, "epochs"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=_field_default(TrainConfig, "batch_size"))
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_field_default(TrainConfig, "learning_rate"),
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=0),
+    default=_field_default(TrainConfig, "max_steps"),
+    help="Stop after this many steps (0: no limit).",
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Stop after this many minutes (0: no limit).",
+)
+@click.option("--valid-every", type=click.IntRange(min=0), default=0, help="Validate every N steps (0: each epoch).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    help="auto: bf16 autocast where the hardware supports it.",
+)
+@click.option("--seed", type=int, default=_field_default(TrainConfig, "seed"))
+@click.option("--vocab-size", type=click.IntRange(min=50), default=_field_default(TokenizerConfig, "vocab_size"))
+@click.option("--embedding-size", type=click.IntRange(min=1), default=_field_default(ModelShape, "embedding_size"))
+@click.option("--hidden-size", type=click.IntRange(min=1), default=_field_default(ModelShape, "hidden_size"))
+@click.option("--encoder-layers", type=click.IntRange(min=1), default=_field_default(ModelShape, "encoder_layers"))
+@click.option("--decoder-layers", type=click.IntRange(min=1), default=_field_default(ModelShape, "decoder_layers"))
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_field_default(ModelShape, "dropout"))
+@click.option(
+    "--attention",
+    type=click.Choice(ATTENTION_SCORES),
+    default=_field_default(ModelShape, "attention"),
+    help="Luong attention score.",
+)
+@click.option(
+    "--history-turns",
+    type=click.IntRange(min=1),
+    default=_field_default(ContextConfig, "history_turns"),
+    help="Turns of context the model sees.",
+)
+@click.option(
+    "--max-source-tokens",
+    type=click.IntRange(min=1),
+    default=_field_default(ContextConfig, "max_source_tokens"),
+)
+@click.option(
+    "--max-target-tokens",
+    type=click.IntRange(min=2),
+    default=_field_default(ContextConfig, "max_target_tokens"),
+)
+@threads_option()
+def train(data: tuple[str, ...], out: Path, force: bool, **options: Any) -> None:
+    """Train a model on dialogue logs and write a self-contained model directory to --out.
+
+    DATA is a .jsonl file of conversations (one JSON object per line: {"id": ..., "turns": [{"speaker": ...,
+    "text": ...}, ...]}) or a built-in corpus name: chitchat (the BYU Chit-Chat corpus, offline). Conversations
+    are split into train/valid/test by a hash of their id; the directory holds weights, tokenizer, config and
+    metrics. A malformed file stops training before it starts, naming the file and line.
+    """
+    from chatbot.training.pipeline import train_model_dir
+
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ChatbotError(f"{out} already exists and is not empty; pass --force to replace it")
+    _set_threads(options.pop("threads"))
+    shape = ModelShape(**{f.name: options.pop(f.name) for f in dataclasses.fields(ModelShape)})
+    tokenizer = TokenizerConfig(vocab_size=options.pop("vocab_size"), seed=options["seed"])
+    context = ContextConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(ContextConfig)})
+    options["time_budget_minutes"] = options.pop("time_budget")
+    config = TrainConfig(**options)
+    metrics = train_model_dir(data, out, shape, tokenizer, context, config, lambda line: click.echo(line, err=True))
+    summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
+    click.echo(json.dumps({"model": str(out), **summary}, indent=2))
+
+
+@cli.command("eval")
+@model_option()
+@click.argument("data", nargs=-1, required=True)
+@click.option(
+    "--split",
+    type=click.Choice(["all", "train", "valid", "test"]),
+    default="all",
+    help="Which conversations of DATA to use (the split `train` makes).",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="Evaluate at most this many pairs (0: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@threads_option()
+def evaluate(model: Path | None, data: tuple[str, ...], split: str, limit: int, batch_size: int, threads: int) -> None:
+    """Measure a model on dialogue logs and print the metrics as JSON: mean loss, token- and word-level
+    perplexity (word perplexity is comparable across vocabularies)."""
+    from chatbot.corpora import load_corpora
+    from chatbot.evaluation import perplexity
+    from chatbot.text.batching import encode_pair
+    from chatbot.text.pairs import split_pairs
+    from chatbot.training import checkpoint
+
+    _set_threads(threads)
+    model_dir = model or default_model_dir()
+    bundle = checkpoint.load(model_dir)
+    splits = split_pairs(load_corpora(data), bundle.context.history_turns)
+    pairs = [pair for name, items in splits.items() if split in ("all", name) for pair in items]
+    pairs = pairs[:limit] if limit else pairs
+    if not pairs:
+        raise ChatbotError(f"no ({split}) context/response pairs in {', '.join(data)}")
+    encoded = [encode_pair(pair, bundle.tokenizer, bundle.context) for pair in pairs]
+    result = perplexity(bundle.model, bundle.tokenizer, encoded, batch_size)
+    click.echo(json.dumps({"model": str(model_dir), "split": split, **dataclasses.asdict(result)}, indent=2))
+
+
+@cli.command()
+@click.option(
+    "--token", envvar="TELEGRAM_BOT_TOKEN", show_envvar=True, required=True, help="Bot token from @BotFather."
+)
+@click.option(
+    "--api-url",
+    envvar="CHATBOT_TELEGRAM_API_URL",
+    show_envvar=True,
+    default=DEFAULT_API_URL,
+    help="Bot API server root (a self-hosted telegram-bot-api works too).",
+)
+@model_option()
+@db_option()
+@threads_option()
+def telegram(token: str, api_url: str, model: Path | None, db: str | None, threads: int) -> None:
+    """Run the bot on Telegram with long polling until Ctrl-C. Each chat has its own history in the database;
+    /start, /help and /reset are understood."""
+    from chatbot.channels.telegram import run_telegram
+
+    _set_threads(threads)
+    run_telegram(token, api_url, _build_manager(model, db))
+
+
+@cli.group("db", cls=ChatbotGroup)
+def db_group() -> None:
+    """Manage the conversation database."""
+
+
+@db_group.command("upgrade")
+@db_option()
+def db_upgrade(db: str | None) -> None:
+    """Create the database or migrate it to the newest schema (also done automatically on start)."""
+    from chatbot.storage.engine import describe, open_database, parse_url
+
+    url = db or default_db_url()
+    open_database(url)
+    click.echo(f"database at {describe(parse_url(url))} is up to date")
+
+
+@cli.command()
+@db_option()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file to write.")
+def export(db: str | None, out: Path) -> None:
+    """Write every stored conversation as JSONL in the format `chatbot train` reads, to retrain on the bot's own
+    conversations."""
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.export import export_conversations
+    from chatbot.storage.store import sql_transaction
+
+    count = export_conversations(sql_transaction(open_database(db or default_db_url())), out)
+    click.echo(f"wrote {count} conversations to {out}", err=True)
+
+
+def main() -> None:
+    """Entry point of the ``chatbot`` console script."""
+    cli(prog_name=APP_NAME)
