@@ -1,0 +1,291 @@
+"""A fake Telegram Bot API on 127.0.0.1 that a real python-telegram-bot Application talks to over HTTP.
+
+Tests queue updates (``add_text``, ``add_command``, ``add_sticker``, ``add_photo``, ``add_edited_text``),
+the bot fetches them with long-polling ``getUpdates`` and answers with ``sendMessage``, which the fake records
+in ``sent``; ``wait_for_messages`` waits, for a bounded time, until enough answers have arrived. Like the real
+API, requests are form-encoded with JSON-encoded values, errors are HTTP status codes, and an unknown method
+answers ``true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+T = TypeVar("T")
+
+BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Test Bot", "username": "test_bot"}
+# Parameters that are free text: PTB sends them as they are, so decoding them as JSON would turn "42" into 42.
+TEXT_PARAMS = frozenset({"text", "caption", "action"})
+COMMAND = re.compile(r"^/\w+(@\w+)?")
+MAX_TEXT_UNITS = 4096
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Bot API request: its method name and its decoded parameters."""
+
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the bot sent with sendMessage."""
+
+    chat_id: int
+    text: str
+
+
+def utf16_units(text: str) -> int:
+    """The length Telegram measures: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class FakeBotApi:
+    """The Bot API for one bot token, served by aiohttp on a free port of 127.0.0.1 (``url``)."""
+
+    def __init__(self, token: str, max_poll_seconds: float = 1.0) -> None:
+        self.token = token
+        self.max_poll_seconds = max_poll_seconds
+        self.calls: list[ApiCall] = []
+        self.sent: list[SentMessage] = []
+        self.url = ""
+        self._updates: list[dict[str, Any]] = []
+        self._allowed_updates: set[str] | None = None
+        self._update_id = 0
+        self._message_id = 0
+        self._closing = False
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> FakeBotApi:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1; ``url`` is then the API root to give the bot."""
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self._handle)
+        # No access log: it would write the token-bearing request paths into the logs the tests inspect.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Release any waiting long poll and shut the server down."""
+        self._closing = True
+        self._notify()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # Queueing updates, as a user's Telegram client would cause them.
+
+    def add_text(self, chat_id: int, text: str) -> int:
+        """Queue a text message; like Telegram, mark a leading ``/command`` with a bot_command entity."""
+        return self._add_update("message", self._message(chat_id, **_text_fields(text)))
+
+    def add_command(self, chat_id: int, command: str, argument: str = "") -> int:
+        """Queue ``/command argument`` with its bot_command entity."""
+        return self.add_text(chat_id, f"/{command} {argument}".strip())
+
+    def add_sticker(self, chat_id: int) -> int:
+        """Queue a sticker message (no text)."""
+        sticker = {
+            "file_id": "sticker-file",
+            "file_unique_id": "sticker-unique",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": "👍",
+        }
+        return self._add_update("message", self._message(chat_id, sticker=sticker))
+
+    def add_photo(self, chat_id: int, caption: str = "") -> int:
+        """Queue a photo message, with its text (if any) in the caption."""
+        photo = [{"file_id": "photo-file", "file_unique_id": "photo-unique", "width": 90, "height": 60}]
+        content: dict[str, Any] = {"photo": photo}
+        if caption:
+            content["caption"] = caption
+        return self._add_update("message", self._message(chat_id, **content))
+
+    def add_edited_text(self, chat_id: int, text: str) -> int:
+        """Queue an edit of an earlier text message (an ``edited_message`` update)."""
+        message = self._message(chat_id, edit_date=int(time.time()), **_text_fields(text))
+        return self._add_update("edited_message", message)
+
+    # Observing what the bot did.
+
+    def methods(self) -> list[str]:
+        """The methods called so far, in order."""
+        return [call.method for call in self.calls]
+
+    async def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[SentMessage]:
+        """The first ``count`` sent messages, once they exist; AssertionError after ``timeout`` seconds."""
+        if not await self._wait_until(lambda: len(self.sent) >= count, timeout):
+            raise AssertionError(f"expected {count} sent messages within {timeout}s, got {self.sent}")
+        return self.sent[:count]
+
+    async def wait_for_call(self, method: str, timeout: float = 5.0) -> ApiCall:
+        """The first call of ``method``, once made; AssertionError after ``timeout`` seconds."""
+        if not await self._wait_until(lambda: method in self.methods(), timeout):
+            raise AssertionError(f"{method} was not called within {timeout}s; calls: {self.methods()}")
+        return next(call for call in self.calls if call.method == method)
+
+    # The HTTP side.
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        token, _, method = request.match_info["path"].partition("/")
+        if token != f"bot{self.token}":
+            return _error(401, "Unauthorized")
+        params = _decode(dict(await request.post()))
+        self.calls.append(ApiCall(method, params))
+        self._notify()
+        if method == "getMe":
+            return _ok(BOT_USER)
+        if method == "getUpdates":
+            return _ok(await self._get_updates(params))
+        if method == "sendMessage":
+            return await self._send_message(params)
+        return _ok(True)  # deleteWebhook, setMyCommands, sendChatAction, ...
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset", 0))
+        if "allowed_updates" in params:
+            self._allowed_updates = set(params["allowed_updates"]) or None
+        # Updates below the offset are acknowledged, and kinds the bot did not ask for are never delivered.
+        self._updates = [update for update in self._updates if update["update_id"] >= offset]
+        self._updates = [update for update in self._updates if self._deliverable(update)]
+        timeout = min(float(params.get("timeout", 0)), self.max_poll_seconds)
+        await self._wait_until(lambda: bool(self._updates) or self._closing, timeout)
+        return list(self._updates[: int(params.get("limit", 100))])
+
+    async def _send_message(self, params: dict[str, Any]) -> web.Response:
+        text = str(params.get("text", ""))
+        if not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if utf16_units(text) > MAX_TEXT_UNITS:
+            return _error(400, "Bad Request: message is too long")
+        chat_id = int(params["chat_id"])
+        self.sent.append(SentMessage(chat_id, text))
+        self._notify()
+        message = self._message(chat_id, text=text)
+        message["from"] = BOT_USER
+        return _ok(message)
+
+    def _deliverable(self, update: dict[str, Any]) -> bool:
+        kind = next(key for key in update if key != "update_id")
+        return self._allowed_updates is None or kind in self._allowed_updates
+
+    def _add_update(self, kind: str, payload: dict[str, Any]) -> int:
+        self._update_id += 1
+        self._updates.append({"update_id": self._update_id, kind: payload})
+        self._notify()
+        return self._update_id
+
+    def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
+        self._message_id += 1
+        # A private chat: its id is the user's id.
+        user = {"id": chat_id, "is_bot": False, "first_name": "Tester"}
+        chat = {"id": chat_id, "type": "private", "first_name": "Tester"}
+        message = {"message_id": self._message_id, "date": int(time.time()), "chat": chat, "from": user}
+        return {**message, **content}
+
+    def _notify(self) -> None:
+        # Wake every waiter, then give later waiters a fresh event to wait on.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return condition()
+        return True
+
+
+class FakeBotApiThread:
+    """A FakeBotApi served by its own event loop in a background thread, for code that runs its own loop
+    (``run_telegram``); ``call`` and ``do`` run work on that loop and return its result."""
+
+    def __init__(self, api: FakeBotApi) -> None:
+        self.api = api
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-bot-api", daemon=True)
+
+    def call(self, function: Callable[[], Coroutine[Any, Any, T]], timeout: float = 10.0) -> T:
+        """Await ``function()`` on the server's loop, waiting at most ``timeout`` seconds."""
+        return asyncio.run_coroutine_threadsafe(function(), self._loop).result(timeout)
+
+    def do(self, function: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``function()`` (say, ``api.add_text(...)``) on the server's loop, which owns the state."""
+
+        async def run() -> T:
+            return function()
+
+        return self.call(run, timeout)
+
+    @contextmanager
+    def running(self) -> Iterator[FakeBotApi]:
+        """Serve while the block runs."""
+        self._thread.start()
+        self.call(self.api.start)
+        try:
+            yield self.api
+        finally:
+            self.call(self.api.stop)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5.0)
+            self._loop.close()
+
+
+def _text_fields(text: str) -> dict[str, Any]:
+    command = COMMAND.match(text)
+    if command is None:
+        return {"text": text}
+    entity = {"type": "bot_command", "offset": 0, "length": utf16_units(command.group())}
+    return {"text": text, "entities": [entity]}
+
+
+def _decode(form: dict[str, Any]) -> dict[str, Any]:
+    """Undo PTB's encoding: every non-text value is a JSON string (``chat_id="7"``, ``timeout="1"``)."""
+    params: dict[str, Any] = {}
+    for name, value in form.items():
+        if name in TEXT_PARAMS or not isinstance(value, str):
+            params[name] = value
+            continue
+        try:
+            params[name] = json.loads(value)
+        except ValueError:
+            params[name] = value
+    return params
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(status: int, description: str) -> web.Response:
+    return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)

@@ -1,0 +1,363 @@
+"""The Telegram channel end to end: a real python-telegram-bot Application polling a loopback fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
+
+import pytest
+
+from chatbot.channels.telegram import (
+    ERROR_REPLY,
+    NON_TEXT_REPLY,
+    REDACTED,
+    build_application,
+    run_telegram,
+    split_message,
+)
+from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT
+from chatbot.dialogue.generator import EchoGenerator, Generator
+from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
+from chatbot.dialogue.types import Role, Turn
+from chatbot.errors import ChatbotError
+from chatbot.storage.store import MemoryStore
+
+from .fake_bot_api import FakeBotApi, FakeBotApiThread, SentMessage, utf16_units
+
+TOKEN = "123456789:FAKE-s3cret-TOKEN-for-tests"
+CHAT, OTHER_CHAT = 101, 202
+
+
+class LongGenerator:
+    """Answers with 5000 characters of words, more than one Telegram message holds."""
+
+    history_turns = 1
+
+    def reply(self, history: Sequence[Turn]) -> str:
+        return "word " * 1000
+
+
+class FailingOnceGenerator(EchoGenerator):
+    """Fails on its first reply (as a broken model would), then echoes."""
+
+    def reply(self, history: Sequence[Turn]) -> str:
+        if not self.calls:
+            self.calls.append(tuple(history))
+            raise RuntimeError("model exploded")
+        return super().reply(history)
+
+
+class LoopSpyGenerator(EchoGenerator):
+    """Echoes, and notes for each reply whether it ran on a thread with a running event loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_event_loop: list[bool] = []
+
+    def reply(self, history: Sequence[Turn]) -> str:
+        try:
+            asyncio.get_running_loop()
+            self.on_event_loop.append(True)
+        except RuntimeError:
+            self.on_event_loop.append(False)
+        return super().reply(history)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def echo() -> EchoGenerator:
+    return EchoGenerator()
+
+
+def manager_for(generator: Generator, store: MemoryStore) -> DialogueManager:
+    return DialogueManager(generator, store.transaction)
+
+
+@asynccontextmanager
+async def polling(api: FakeBotApi, manager: DialogueManager) -> AsyncIterator[None]:
+    """Run the bot against ``api`` for the block. It polls every kind of update, so that it is the handlers'
+    filters, not ``allowed_updates``, that keep edits unanswered."""
+    app = build_application(TOKEN, api.url, manager)
+    assert app.updater is not None
+    async with app:
+        await app.updater.start_polling(poll_interval=0, timeout=1)
+        await app.start()
+        try:
+            yield
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
+async def serve(api: FakeBotApi, manager: DialogueManager, expect: int) -> list[SentMessage]:
+    """Answer the queued updates until ``expect`` messages are sent; all messages sent once it stopped."""
+    async with polling(api, manager):
+        await api.wait_for_messages(expect)
+    return api.sent
+
+
+async def test_text_message_gets_the_generated_reply(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_text(CHAT, "hello there")
+    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: hello there")]
+    typing = [call for call in api.calls if call.method == "sendChatAction"]
+    assert typing[0].params["chat_id"] == CHAT and typing[0].params["action"] == "typing"
+    assert api.methods().index("sendChatAction") < api.methods().index("sendMessage")
+    assert {"getMe", "deleteWebhook", "getUpdates"} <= set(api.methods())
+
+
+async def test_the_model_runs_off_the_event_loop(api: FakeBotApi, store: MemoryStore) -> None:
+    spy = LoopSpyGenerator()
+    api.add_text(CHAT, "hello")
+    await serve(api, manager_for(spy, store), 1)
+    assert spy.on_event_loop == [False]
+
+
+async def test_commands_are_answered_by_the_manager(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    for command in ("start", "help", "reset", "frobnicate"):
+        api.add_command(CHAT, command)
+    sent = await serve(api, manager_for(echo, store), 4)
+    expected = [START_TEXT, HELP_TEXT, RESET_TEXT, "Unknown command /frobnicate. Try /help."]
+    assert [message.text for message in sent] == expected
+    assert echo.calls == []
+
+
+async def test_reset_starts_a_new_history(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_text(CHAT, "hi")
+    api.add_command(CHAT, "reset")
+    api.add_text(CHAT, "again")
+    sent = await serve(api, manager_for(echo, store), 3)
+    assert [message.text for message in sent] == ["echo: hi", RESET_TEXT, "echo: again"]
+    assert echo.calls[-1] == (Turn(Role.USER, "again"),)
+    with store.transaction() as transaction:
+        assert [len(conversation.turns) for conversation in transaction.conversations()] == [2, 2]
+
+
+async def test_non_text_messages_get_an_explanation(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_sticker(CHAT)
+    api.add_photo(CHAT, caption="look at this")
+    sent = await serve(api, manager_for(echo, store), 2)
+    assert sent == [SentMessage(CHAT, NON_TEXT_REPLY), SentMessage(CHAT, NON_TEXT_REPLY)]
+    assert echo.calls == []
+
+
+async def test_edited_messages_are_never_answered(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_edited_text(CHAT, "edited text")
+    api.add_edited_text(CHAT, "/help")
+    api.add_text(CHAT, "later")  # updates are handled in order, so its answer comes after any to the edits
+    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: later")]
+
+
+async def test_commands_for_another_bot_are_ignored(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_text(CHAT, "/reset@other_bot")
+    api.add_text(CHAT, "/help@test_bot")
+    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, HELP_TEXT)]
+
+
+async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    api.add_text(CHAT, "a1")
+    api.add_text(OTHER_CHAT, "b1")
+    api.add_text(CHAT, "a2")
+    sent = await serve(api, manager_for(echo, store), 3)
+    assert [(message.chat_id, message.text) for message in sent] == [
+        (CHAT, "echo: a1"),
+        (OTHER_CHAT, "echo: b1"),
+        (CHAT, "echo: a2"),
+    ]
+    assert echo.calls[-1] == (Turn(Role.USER, "a1"), Turn(Role.BOT, "echo: a1"), Turn(Role.USER, "a2"))
+    with store.transaction() as transaction:
+        by_chat = {stored.external_id: stored.turns for stored in transaction.conversations()}
+    assert set(by_chat) == {str(CHAT), str(OTHER_CHAT)}
+    assert [turn.text for turn in by_chat[str(OTHER_CHAT)]] == ["b1", "echo: b1"]
+
+
+async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: MemoryStore) -> None:
+    api.add_text(CHAT, "tell me everything")
+    sent = await serve(api, manager_for(LongGenerator(), store), 2)
+    assert len(sent) == 2
+    assert all(utf16_units(message.text) <= 4096 for message in sent)
+    assert " ".join(message.text for message in sent) == ("word " * 1000).strip()
+
+
+async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
+    api: FakeBotApi, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.add_text(CHAT, "first")
+    api.add_text(CHAT, "second")
+    sent = await serve(api, manager_for(FailingOnceGenerator(), store), 2)
+    assert sent == [SentMessage(CHAT, ERROR_REPLY), SentMessage(CHAT, "echo: second")]
+    failures = [record for record in caplog.records if record.name == "chatbot.channels.telegram"]
+    assert failures and failures[0].levelno == logging.ERROR and failures[0].exc_info is not None
+
+
+async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+    app = build_application(TOKEN, api.url + "/", manager_for(echo, store))
+    assert app.post_init is not None
+    async with app:  # run_polling calls post_init after initialize; here it is done by hand
+        await app.post_init(app)
+    call = await api.wait_for_call("setMyCommands", timeout=1)
+    assert [command["command"] for command in call.params["commands"]] == ["start", "help", "reset"]
+
+
+async def test_the_token_never_reaches_the_logs(
+    api: FakeBotApi, echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api.add_text(CHAT, "hello")
+    api.add_command(CHAT, "help")
+    await serve(api, manager_for(echo, store), 2)
+    assert any(record.name.startswith("telegram") for record in caplog.records)  # PTB did log at DEBUG
+    # PTB logs "Set Bot API URL: http://127.0.0.1:PORT/bot<token>" as the bot is built.
+    assert any(REDACTED in record.getMessage() for record in caplog.records)
+    assert_token_absent(caplog)
+
+
+async def test_the_token_is_redacted_even_when_httpx_logs_urls(
+    api: FakeBotApi, echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_application(TOKEN, api.url, manager_for(echo, store))
+    caplog.set_level(logging.DEBUG, logger="httpx")  # as a user debugging the HTTP layer might
+    async with app:
+        pass  # initialize calls getMe
+    requests = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert any("getMe" in message and REDACTED in message for message in requests)
+    assert_token_absent(caplog)
+
+
+def test_building_quiets_the_http_loggers(
+    echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.NOTSET, logger=name)  # as if nothing had configured them yet
+    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store))
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("httpcore.http11").getEffectiveLevel() == logging.WARNING
+
+
+def test_the_token_is_redacted_from_tracebacks(
+    echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store))
+    try:
+        raise ValueError(f"The token `{TOKEN}` was rejected by the server.")
+    except ValueError:
+        logging.getLogger("chatbot.test").exception("startup failed for %s", TOKEN)
+    assert REDACTED in caplog.text
+    assert_token_absent(caplog)
+
+
+def assert_token_absent(caplog: pytest.LogCaptureFixture) -> None:
+    secret = TOKEN.split(":", 1)[1]
+    assert secret not in caplog.text
+    assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture
+def own_event_loop() -> Iterator[None]:
+    """run_polling uses (and closes) the thread's current event loop, as it does under the CLI."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
+    asyncio.set_event_loop(None)
+
+
+@pytest.mark.usefixtures("own_event_loop")
+def test_run_telegram_serves_until_interrupted(echo: EchoGenerator, store: MemoryStore) -> None:
+    server = FakeBotApiThread(FakeBotApi(TOKEN))
+    with server.running() as api:
+        server.do(lambda: api.add_edited_text(CHAT, "edited"))
+        server.do(lambda: api.add_text(CHAT, "hello"))
+        returned = threading.Event()
+        stopper = threading.Thread(target=interrupt_after_reply, args=(server, returned))
+        stopper.start()
+        try:
+            run_telegram(TOKEN, api.url + "/", manager_for(echo, store))
+        finally:
+            returned.set()
+            stopper.join(timeout=10)
+    assert api.sent == [SentMessage(CHAT, "echo: hello")]
+    polls = [call for call in api.calls if call.method == "getUpdates" and "allowed_updates" in call.params]
+    assert polls and all(call.params["allowed_updates"] == ["message"] for call in polls)
+    assert "setMyCommands" in api.methods()
+
+
+def interrupt_after_reply(server: FakeBotApiThread, returned: threading.Event) -> None:
+    """Press Ctrl-C once the bot has answered (or after 5 s), unless run_telegram has already returned."""
+    with suppress(AssertionError):
+        server.call(lambda: server.api.wait_for_messages(1, timeout=5))
+    if not returned.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.usefixtures("own_event_loop")
+def test_run_telegram_reports_a_rejected_token(echo: EchoGenerator, store: MemoryStore) -> None:
+    server = FakeBotApiThread(FakeBotApi(TOKEN))
+    with server.running() as api, pytest.raises(ChatbotError) as raised:
+        run_telegram("999:wrong-secret", api.url, manager_for(echo, store))
+    assert "rejected the bot token" in str(raised.value)
+    assert "wrong-secret" not in str(raised.value)
+
+
+# split_message
+
+
+def test_short_text_is_one_part() -> None:
+    assert split_message("  hello world \n") == ["hello world"]
+
+
+def test_long_text_is_cut_at_spaces() -> None:
+    assert split_message("aaa bbb ccc", limit=7) == ["aaa bbb", "ccc"]
+    assert split_message("aaaa bbbb cccc", limit=10) == ["aaaa bbbb", "cccc"]
+
+
+def test_a_newline_is_preferred_to_a_space() -> None:
+    # A space at the limit (after "four") loses to the newline in the second half of the part.
+    assert split_message("one two three\nfour five", limit=18) == ["one two three", "four five"]
+    assert split_message("one\ntwo three four", limit=14) == ["one\ntwo three", "four"]
+
+
+def test_text_without_whitespace_is_cut_hard() -> None:
+    assert split_message("abcdefghij", limit=4) == ["abcd", "efgh", "ij"]
+
+
+def test_astral_characters_count_as_two_units_and_stay_whole() -> None:
+    assert split_message("😀😀😀", limit=4) == ["😀😀", "😀"]
+    assert split_message("😀😀😀", limit=5) == ["😀😀", "😀"]  # the third would need units 5 and 6
+    assert split_message("a😀b", limit=2) == ["a", "😀", "b"]
+
+
+def test_blank_text_gives_a_placeholder_part() -> None:
+    assert split_message("") == [FALLBACK_REPLY]
+    assert split_message(" \n\t ") == [FALLBACK_REPLY]
+
+
+def test_a_limit_below_one_astral_character_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        split_message("hello", limit=1)
+
+
+def test_random_texts_split_into_bounded_nonblank_parts_that_keep_every_character() -> None:
+    rng = random.Random(7)
+    alphabet = ["a", "b", "é", "中", "😀", "👍🏽", " ", " ", "\n", "\t"]
+    for _ in range(300):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 60)))
+        limit = rng.randint(2, 12)
+        parts = split_message(text, limit)
+        assert parts and all(part.strip() and utf16_units(part) <= limit for part in parts)
+        if text.strip():
+            assert "".join("".join(parts).split()) == "".join(text.split())

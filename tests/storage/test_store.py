@@ -1,0 +1,76 @@
+"""SqlConversationStore on SQLite and a real Postgres, checked against the same expectations as MemoryStore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot.dialogue.generator import EchoGenerator
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.dialogue.types import Role, Turn
+from chatbot.storage.engine import open_database
+from chatbot.storage.store import MemoryStore, Transaction, sql_transaction
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def transaction(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transaction]:
+    if request.param == "memory":
+        yield MemoryStore().transaction
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    sessions = open_database(url)
+    yield sql_transaction(sessions)
+    sessions.kw["bind"].dispose()
+
+
+def test_conversation_lifecycle(transaction: Transaction) -> None:
+    with transaction() as store:
+        first = store.current_conversation("telegram", "42")
+        assert store.current_conversation("telegram", "42") == first
+        assert store.current_conversation("terminal", "42") != first  # channels never share a conversation
+        for index in range(5):
+            store.add_turn(first, Turn(Role.USER if index % 2 == 0 else Role.BOT, f"turn {index}"))
+    with transaction() as store:
+        assert [t.text for t in store.recent_turns(first, 3)] == ["turn 2", "turn 3", "turn 4"]
+        assert store.recent_turns(first, 3)[0].role is Role.USER
+        store.end_conversation(first)
+    with transaction() as store:
+        second = store.current_conversation("telegram", "42")
+        assert second != first
+        assert store.recent_turns(second, 10) == []
+        exported = list(store.conversations())
+    assert [(c.channel, c.external_id, len(c.turns)) for c in exported] == [
+        ("telegram", "42", 5),
+        ("terminal", "42", 0),
+        ("telegram", "42", 0),
+    ]
+
+
+def test_a_failed_transaction_writes_nothing(transaction: Transaction) -> None:
+    with pytest.raises(RuntimeError), transaction() as store:
+        conversation = store.current_conversation("terminal", "x")
+        store.add_turn(conversation, Turn(Role.USER, "lost"))
+        raise RuntimeError("boom")
+    with transaction() as store:
+        assert all(not c.turns for c in store.conversations())
+
+
+def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
+    sessions = open_database(database_url)
+    manager = DialogueManager(EchoGenerator(), sql_transaction(sessions))
+    manager.respond("terminal", "ann", "hello")
+    manager.respond("terminal", "ann", "how are you?")
+    with sql_transaction(sessions)() as store:
+        (conversation,) = store.conversations()
+    assert [(t.role, t.text) for t in conversation.turns] == [
+        (Role.USER, "hello"),
+        (Role.BOT, "echo: hello"),
+        (Role.USER, "how are you?"),
+        (Role.BOT, "echo: how are you?"),
+    ]
+    sessions.kw["bind"].dispose()

@@ -1,0 +1,208 @@
+"""The `chatbot` command through click's CliRunner: the scripted contract, every command, precedence, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chatbot.cli import cli
+
+COMMANDS = [["chat"], ["train"], ["eval"], ["telegram"], ["db"], ["db", "upgrade"], ["export"]]
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    # Keep the user's real config, data and environment out of every test.
+    for name in ("CHATBOT_DB", "CHATBOT_MODEL", "CHATBOT_CONFIG", "CHATBOT_USER", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'chat.sqlite3'}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+def test_piped_chat_prints_one_line_per_message_and_stores_turns(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    stdin = "do you have any pets?\n\nhow old is she?\n/help\n/reset\nwhat's your favourite food?\n"
+    result = runner.invoke(
+        cli, ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path), "--user", "ann"], input=stdin
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5  # the blank line is not a message
+    assert lines[0] == "yes, a cat named pepper"  # the tiny model learned the sample logs
+    assert lines[2].startswith("Commands:") and "/quit" in lines[2]
+    assert lines[3] == "Started a new conversation."
+    assert all(line.strip() for line in lines)
+    exported = export(runner, tmp_path)
+    assert [c["id"].split(":")[:2] for c in exported] == [["terminal", "ann"], ["terminal", "ann"]]
+    assert [len(c["turns"]) for c in exported] == [4, 2]
+
+
+def test_quit_ends_the_session_early(runner: CliRunner, tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        cli, ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path)], input="hi\n/quit\nignored\n"
+    )
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 1
+
+
+def export(runner: CliRunner, tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    out = tmp_path / "export.jsonl"
+    result = runner.invoke(cli, ["export", "--db", db_url(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_exported_conversations_train_a_new_model(runner: CliRunner, tiny_model_dir: Path, tmp_path: Path) -> None:
+    runner.invoke(
+        cli, ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path)], input="hello\nhow are you?\n"
+    )
+    export(runner, tmp_path)
+    out = tmp_path / "retrained"
+    args = [
+        "train",
+        str(tmp_path / "export.jsonl"),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--vocab-size",
+        "60",
+        "--hidden-size",
+        "8",
+        "--embedding-size",
+        "8",
+        "--precision",
+        "fp32",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").is_file()
+
+
+def test_train_then_eval_prints_perplexities(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    args = [
+        "train",
+        str(sample_path),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--vocab-size",
+        "150",
+        "--hidden-size",
+        "16",
+        "--embedding-size",
+        "16",
+        "--precision",
+        "fp32",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "corpus: train" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "model.pt",
+        "tokenizer.model",
+    ]
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 2 and "--force" in again.stderr
+    result = runner.invoke(cli, ["eval", "--model", str(out), str(sample_path), "--limit", "10"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["pairs"] == 10
+    assert metrics["word_perplexity"] > 1 and metrics["token_perplexity"] > 1
+
+
+def test_malformed_log_is_one_line_exit_2_and_nothing_written(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"turns": ["a", "b"]}\n{"turns": "nope"}\n')
+    result = runner.invoke(cli, ["train", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f'Error: {bad}:2: expected an object with a "turns" list'
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_says_how_to_get_one(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["chat", "--model", str(tmp_path / "none"), "--db", db_url(tmp_path)], input="hi\n")
+    assert result.exit_code == 2
+    assert "chatbot train" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_a_clear_error(runner: CliRunner, tiny_model_dir: Path) -> None:
+    url = "postgresql://bob:hunter2@127.0.0.1:1/chat?connect_timeout=2"
+    result = runner.invoke(cli, ["chat", "--model", str(tiny_model_dir), "--db", url], input="hi\n")
+    assert result.exit_code == 2
+    assert "cannot open database" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_db_upgrade(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["db", "upgrade", "--db", db_url(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.stdout
+    assert (tmp_path / "chat.sqlite3").is_file()
+
+
+def test_default_database_lives_in_the_user_data_directory(runner: CliRunner, tmp_path: Path) -> None:
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert (tmp_path / "data" / "chatbot" / "chatbot.sqlite3").is_file()
+
+
+def test_flag_beats_env_beats_config_beats_default(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "chatbot.toml"
+    config.write_text(f'db = "{db_url(tmp_path)}"\nmodel = "{tiny_model_dir}"\n[chat]\nuser = "from-config"\n')
+
+    def chat_user(*extra: str) -> str:
+        assert runner.invoke(cli, ["--config", str(config), "chat", *extra], input="hi\n").exit_code == 0
+        return str(export(runner, tmp_path)[-1]["id"].split(":")[1])
+
+    assert chat_user() == "from-config"
+    monkeypatch.setenv("CHATBOT_USER", "from-env")
+    assert chat_user() == "from-env"
+    assert chat_user("--user", "from-flag") == "from-flag"
+
+
+def test_broken_config_file_is_a_clear_error(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("db = [unclosed\n")
+    result = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
+    assert result.exit_code == 2
+    assert "invalid TOML" in result.stderr
+
+
+def test_any_option_from_its_env_variable_or_a_dashed_config_key(
+    runner: CliRunner, sample_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "chatbot.toml"
+    config.write_text("[train]\nhidden-size = 12\nembedding_size = 8\n")
+    monkeypatch.setenv("CHATBOT_TRAIN_EPOCHS", "1")
+    monkeypatch.setenv("CHATBOT_TRAIN_VOCAB_SIZE", "120")
+    out = tmp_path / "model"
+    result = runner.invoke(cli, ["--config", str(config), "train", str(sample_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["epochs"] == 1
+    assert saved["tokenizer"]["vocab_size"] == 120
+    assert (saved["model"]["hidden_size"], saved["model"]["embedding_size"]) == (12, 8)

@@ -1,0 +1,41 @@
+"""Pairs: the history window, speaker markers relative to the responder, and the split by conversation."""
+
+from __future__ import annotations
+
+from chatbot.corpora.types import Conversation, Utterance
+from chatbot.dialogue.types import Role, Turn
+from chatbot.text.pairs import conversation_pairs, history_context, split_of, split_pairs
+
+CONVERSATION = Conversation(
+    "c1",
+    (Utterance("a", "hi"), Utterance("b", "hello"), Utterance("a", "how are you"), Utterance("b", "fine")),
+)
+
+
+def test_pairs_use_a_bounded_window_with_relative_speaker_markers() -> None:
+    pairs = list(conversation_pairs(CONVERSATION, history_turns=2))
+    assert [(p.context, p.response) for p in pairs] == [
+        ("<usr> hi", "hello"),
+        ("<bot> hi <usr> hello", "how are you"),  # "a" answers: "hi" was its own turn
+        ("<bot> hello <usr> how are you", "fine"),
+    ]
+    assert {p.conversation_id for p in pairs} == {"c1"}
+
+
+def test_history_context_maps_stored_roles_onto_the_same_markers() -> None:
+    history = [Turn(Role.USER, "hi"), Turn(Role.BOT, "hello"), Turn(Role.USER, "how are you")]
+    # The bot answering "how are you" at chat time sees what the trainer showed for the same place.
+    assert history_context(history, 2) == list(conversation_pairs(CONVERSATION, 2))[2].context
+
+
+def test_split_is_stable_and_keeps_each_conversation_on_one_side() -> None:
+    conversations = [
+        Conversation(f"conv-{i}", (Utterance("a", "x"), Utterance("b", "y"), Utterance("a", "z"))) for i in range(400)
+    ]
+    splits = split_pairs(conversations, history_turns=3)
+    sides = {name: {p.conversation_id for p in pairs} for name, pairs in splits.items()}
+    assert not sides["train"] & sides["valid"] and not sides["train"] & sides["test"]
+    assert not sides["valid"] & sides["test"]
+    assert all(sides.values()), "400 conversations should reach every split"
+    assert [split_of(f"conv-{i}") for i in range(50)] == [split_of(f"conv-{i}") for i in range(50)]
+    assert 0.8 < len(sides["train"]) / 400 < 0.97

@@ -1,0 +1,68 @@
+"""Checkpoint: a saved model directory reloads to identical outputs; broken directories give clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from chatbot.errors import ModelError
+from chatbot.training import checkpoint
+
+
+def test_round_trip_gives_identical_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bundle = checkpoint.load(tiny_model_dir)
+    copy = tmp_path / "copy"
+    checkpoint.save(copy, bundle, checkpoint_train_config(tiny_model_dir), {"note": "copy"})
+    again = checkpoint.load(copy)
+    source = torch.tensor([bundle.tokenizer.encode("<usr> hi there")])
+    target = torch.tensor([[bundle.tokenizer.bos_id, 5, 6]])
+    torch.testing.assert_close(bundle.model(source, target), again.model(source, target), rtol=0, atol=0)
+    assert again.tokenizer.model_proto == bundle.tokenizer.model_proto
+    assert again.context == bundle.context
+    assert json.loads((copy / "metrics.json").read_text()) == {"note": "copy"}
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary_directories(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bundle = checkpoint.load(tiny_model_dir)
+    target = tmp_path / "model"
+    for _ in range(2):
+        checkpoint.save(target, bundle, checkpoint_train_config(tiny_model_dir), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "model.pt",
+        "tokenizer.model",
+    ]
+
+
+def test_missing_directory_says_how_to_get_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="chatbot train"):
+        checkpoint.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "model.pt").unlink(), "missing model.pt"),
+        (lambda d: (d / "config.json").write_text("{not json"), "unreadable"),
+        (lambda d: (d / "config.json").write_text('{"format_version": 99}'), "format 99"),
+        (lambda d: (d / "model.pt").write_bytes(b"garbage"), "damaged"),
+    ],
+)
+def test_broken_directories_are_model_errors(tiny_model_dir: Path, tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    damage(broken)
+    with pytest.raises(ModelError, match=message):
+        checkpoint.load(broken)
+
+
+def checkpoint_train_config(model_dir: Path):  # type: ignore[no-untyped-def]
+    from chatbot.config import TrainConfig, from_dict
+
+    return from_dict(TrainConfig, json.loads((model_dir / "config.json").read_text())["train"])

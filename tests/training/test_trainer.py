@@ -1,0 +1,96 @@
+"""Trainer and pipeline: loss falls, limits stop training, the best weights are kept, metrics are written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import ContextConfig, ModelConfig, TokenizerConfig, TrainConfig
+from chatbot.corpora import load_corpus
+from chatbot.errors import ChatbotError, DataError
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.text.batching import encode_pair
+from chatbot.text.pairs import split_pairs
+from chatbot.text.tokenizer import Tokenizer
+from chatbot.training.pipeline import train_model_dir
+from chatbot.training.trainer import Trainer, autocast_dtype
+
+from ..conftest import TINY_SHAPE, TINY_TOKENIZER
+
+
+def encoded_sample(sample_path: Path):  # type: ignore[no-untyped-def]
+    pairs = [p for ps in split_pairs(load_corpus(str(sample_path)), 3).values() for p in ps]
+    tokenizer = Tokenizer.train(
+        [p.response for p in pairs] + [p.context for p in pairs], TokenizerConfig(vocab_size=150)
+    )
+    return tokenizer, [encode_pair(p, tokenizer, ContextConfig()) for p in pairs]
+
+
+def test_loss_falls_and_max_steps_stops(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(
+        ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=16, hidden_size=16, dropout=0.0)
+    )
+    trainer = Trainer(
+        model,
+        tokenizer,
+        TrainConfig(epochs=100, batch_size=8, learning_rate=1e-2, max_steps=150, precision="fp32"),
+    )
+    summary = trainer.fit(pairs, pairs[:16])
+    assert summary.steps == 150
+    assert summary.stopped_by == "max_steps"
+    losses = [entry["valid_loss"] for entry in summary.history]
+    assert losses[-1] < losses[0] - 1.0
+    assert summary.best_valid_loss == pytest.approx(min(losses), abs=1e-3)
+    assert trainer.validate(trainer_batches(trainer, pairs[:16])) == pytest.approx(summary.best_valid_loss, abs=1e-3)
+
+
+def trainer_batches(trainer: Trainer, pairs):  # type: ignore[no-untyped-def]
+    from chatbot.text.batching import bucketed_batches
+
+    return bucketed_batches(pairs, trainer.config.batch_size, trainer.tokenizer, rng=None)
+
+
+def test_training_is_reproducible_with_a_seed(sample_path: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, batch_size=8, precision="fp32", seed=7)
+    for name in ("a", "b"):
+        train_model_dir([str(sample_path)], tmp_path / name, TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), config, print)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+
+
+def test_pipeline_writes_metrics_and_reports_statistics(sample_path: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    config = TrainConfig(epochs=1, batch_size=8, precision="fp32")
+    train_model_dir(
+        [str(sample_path)], tmp_path / "m", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), config, lines.append
+    )
+    assert lines[0].startswith("corpus: train ") and "conversations" in lines[0]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["training"]["steps"] > 0
+    assert metrics["test"]["word_perplexity"] > 1
+
+
+def test_bad_data_fails_before_anything_is_written(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"turns": ["a", "b"]}\n{broken\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2"):
+        train_model_dir([str(bad)], tmp_path / "out", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), TrainConfig(), print)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
+def test_data_without_pairs_is_an_error(tmp_path: Path) -> None:
+    lonely = tmp_path / "lonely.jsonl"
+    lonely.write_text('{"turns": ["only one turn"]}\n')
+    with pytest.raises(ChatbotError, match="no training pairs"):
+        train_model_dir(
+            [str(lonely)], tmp_path / "out", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), TrainConfig(), print
+        )
+
+
+def test_autocast_choice() -> None:
+    import torch
+
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
