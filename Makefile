@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make chat` and `make test`. Both build .venv from this repository's own files
+# (pyproject.toml + constraints.txt, which pins the CPU build of torch) and are safe to run again.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --constraint constraints.txt
+CHAT_ARGS ?=
+
+.PHONY: chat test lint typecheck clean
+
+$(VENV)/.runtime: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --editable .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PIP) --editable ".[dev]"
+	touch $@
+
+## chat: set up, then talk to the shipped default model (history in SQLite in your user data directory)
+chat: $(VENV)/.runtime
+	@$(BIN)/chatbot chat $(CHAT_ARGS)
+
+## test: set up with the dev tools, then lint, type-check and run the whole test suite
+test: $(VENV)/.dev lint typecheck
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check chatbot tests migrations
+	$(BIN)/ruff format --check chatbot tests migrations
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
