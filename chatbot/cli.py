@@ -33,14 +33,15 @@ from chatbot.errors import ChatbotError
 FC = TypeVar("FC", bound=Callable[..., Any])
 APP_NAME = "chatbot"
 ENV_PREFIX = "CHATBOT"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default-model"
+PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_API_URL = "https://api.telegram.org"
 SHARED_KEYS = ("db", "model", "threads")
 
 
 def default_model_dir() -> Path:
-    """The model shipped in data/default-model of this checkout."""
-    return DEFAULT_MODEL_DIR
+    """The shipped model: inside an installed wheel, or in data/default-model of this checkout."""
+    installed = PACKAGE_DIR / "default_model"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "data" / "default-model"
 
 
 def default_db_url() -> str:
@@ -231,6 +232,11 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     type=click.Choice(PRECISIONS),
     default="auto",
     help="auto: bf16 autocast where the hardware supports it.",
+)
+@click.option(
+    "--device",
+    default=_field_default(TrainConfig, "device"),
+    help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1...",
 )
 @click.option("--seed", type=int, default=_field_default(TrainConfig, "seed"))
 @click.option("--vocab-size", type=click.IntRange(min=50), default=_field_default(TokenizerConfig, "vocab_size"))

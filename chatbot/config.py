@@ -82,7 +82,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """How the trainer runs. ``max_steps``, ``time_budget_minutes`` and ``valid_every`` of 0 mean no limit / once
-    per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively."""
+    per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively; ``device`` auto picks
+    CUDA when present, else the CPU."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -93,6 +94,7 @@ class TrainConfig:
     time_budget_minutes: float = 0.0
     valid_every: int = 0
     precision: str = "auto"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -29,9 +29,11 @@ def batches_nll(model: Seq2Seq, batches: Sequence[Batch], pad_id: int) -> tuple[
     """Total NLL and piece count over ``batches`` in eval mode (restores the previous mode)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     for batch in batches:
-        nll, pieces = masked_nll(model(batch.source, batch.target_in), batch.target_out, pad_id)
+        logits = model(batch.source.to(device), batch.target_in.to(device))
+        nll, pieces = masked_nll(logits, batch.target_out.to(device), pad_id)
         total, count = total + float(nll), count + pieces
     model.train(was_training)
     return total, count

@@ -24,7 +24,7 @@ from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.pairs import Pair, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint
-from chatbot.training.trainer import Trainer
+from chatbot.training.trainer import Trainer, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,15 @@ def train_model_dir(
     tokenizer = Tokenizer.train(_tokenizer_texts(splits["train"]), tokenizer_config)
     encoded = {name: [encode_pair(pair, tokenizer, context) for pair in pairs] for name, pairs in splits.items()}
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, **asdict(shape)))
-    report(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {tokenizer.vocab_size}")
+    device = resolve_device(train.device)
+    model.to(device)
+    parameters = sum(p.numel() for p in model.parameters())
+    report(f"model: {parameters:,} parameters, vocabulary {tokenizer.vocab_size}, training on {device}")
     trainer = Trainer(model, tokenizer, train)
     summary = trainer.fit(encoded["train"], encoded["valid"])
     metrics: dict[str, Any] = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
     metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
+    model.cpu()  # a model directory always loads on the CPU; the user's --device only speeds up training
     checkpoint.save(out, checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig()), train, metrics)
     return metrics
 

@@ -29,6 +29,13 @@ from chatbot.text.tokenizer import Tokenizer
 logger = logging.getLogger(__name__)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when a GPU is present, else the CPU; any other name is taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
     if precision == "fp32":

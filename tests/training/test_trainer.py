@@ -94,3 +94,13 @@ def test_autocast_choice() -> None:
 
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_device_resolution() -> None:
+    import torch
+
+    from chatbot.training.trainer import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
