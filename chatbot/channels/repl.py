@@ -7,6 +7,7 @@ prompt_toolkit gives line editing and a persistent input history; Ctrl-C clears 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
@@ -49,7 +50,7 @@ def run_interactive(
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
-    history_file.parent.mkdir(parents=True, exist_ok=True)
+    _create_private(history_file)
     session: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)))
     show(greeting)
     while True:
@@ -65,3 +66,10 @@ def run_interactive(
         if text is None:
             return
         show(text)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` (and its folder) readable by the owner only: the input history holds what the user typed."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

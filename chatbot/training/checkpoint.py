@@ -91,24 +91,25 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError, EOFError, pickle.UnpicklingError)
+
+
 def load(directory: Path, device: torch.device | None = None) -> ModelBundle:
     """Load a model directory written by ``save``; any problem is a ModelError that says what to do."""
     config = read_config(directory)
     try:
         model = Seq2Seq(from_dict(ModelConfig, config["model"]))
         state = torch.load(directory / "model.pt", map_location=device or "cpu", weights_only=True)
-        model.load_state_dict(state)
+        mismatch = model.load_state_dict(state, strict=False)
         tokenizer = Tokenizer.load(directory / "tokenizer.model", from_dict(TokenizerConfig, config["tokenizer"]))
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        RuntimeError,
-        OSError,
-        EOFError,
-        pickle.UnpicklingError,
-    ) as error:
-        raise ModelError(f"{directory} is damaged and cannot be loaded ({error}); {HOW_TO_GET_ONE}") from error
+    except LOAD_ERRORS as error:
+        reason = " ".join(str(error).split())[:200]  # torch's messages span many lines; ours is one
+        raise ModelError(f"{directory} is damaged and cannot be loaded ({reason}); {HOW_TO_GET_ONE}") from error
+    if mismatch.missing_keys or mismatch.unexpected_keys:
+        raise ModelError(
+            f"{directory}: the weights do not fit the model in config.json ({len(mismatch.missing_keys)} missing, "
+            f"{len(mismatch.unexpected_keys)} unexpected tensors); {HOW_TO_GET_ONE}"
+        )
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ModelError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model.config.vocab_size}"

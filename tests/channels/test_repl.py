@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +45,9 @@ def test_interactive_loop_keeps_history_and_quits_on_ctrl_d(
     keyboard.send_text("hello\r\r/reset\rsecond\r\x04")  # Enter after each line, a blank line, then Ctrl-D
     run_interactive(manager, "ann", tmp_path / "state" / "history", shown.append, "welcome")
     assert shown == ["welcome", "echo: hello", "Started a new conversation.", "echo: second"]
-    history = (tmp_path / "state" / "history").read_text()
-    assert "+hello" in history and "+second" in history
+    history = tmp_path / "state" / "history"
+    assert "+hello" in history.read_text() and "+second" in history.read_text()
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
 
 
 def test_ctrl_c_abandons_the_line_and_quit_leaves(

@@ -52,14 +52,23 @@ def test_missing_directory_says_how_to_get_a_model(tmp_path: Path) -> None:
         (lambda d: (d / "config.json").write_text("{not json"), "unreadable"),
         (lambda d: (d / "config.json").write_text('{"format_version": 99}'), "format 99"),
         (lambda d: (d / "model.pt").write_bytes(b"garbage"), "damaged"),
+        (lambda d: torch.save({"encoder.rnn.weight": torch.zeros(1)}, d / "model.pt"), "do not fit"),
+        (lambda d: _resize_hidden(d, 64), "damaged"),
     ],
 )
 def test_broken_directories_are_model_errors(tiny_model_dir: Path, tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
     damage(broken)
-    with pytest.raises(ModelError, match=message):
+    with pytest.raises(ModelError, match=message) as caught:
         checkpoint.load(broken)
+    assert "\n" not in str(caught.value)
+
+
+def _resize_hidden(directory: Path, hidden_size: int) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    config["model"]["hidden_size"] = hidden_size
+    (directory / "config.json").write_text(json.dumps(config))
 
 
 def checkpoint_train_config(model_dir: Path):  # type: ignore[no-untyped-def]
