@@ -206,3 +206,15 @@ def test_any_option_from_its_env_variable_or_a_dashed_config_key(
     assert saved["train"]["epochs"] == 1
     assert saved["tokenizer"]["vocab_size"] == 120
     assert (saved["model"]["hidden_size"], saved["model"]["embedding_size"]) == (12, 8)
+
+
+def test_chat_and_export_on_postgres(
+    runner: CliRunner, tiny_model_dir: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    chat = runner.invoke(cli, ["chat", "--model", str(tiny_model_dir), "--db", postgres_url], input="hello\nhi\n")
+    assert chat.exit_code == 0, chat.output
+    out = tmp_path / "pg.jsonl"
+    result = runner.invoke(cli, ["export", "--db", postgres_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (conversation,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [turn["speaker"] for turn in conversation["turns"]] == ["user", "bot", "user", "bot"]
