@@ -26,8 +26,8 @@ test: $(VENV)/.dev lint typecheck
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check chatbot tests migrations
-	$(BIN)/ruff format --check chatbot tests migrations
+	$(BIN)/ruff check chatbot tests migrations bench
+	$(BIN)/ruff format --check chatbot tests migrations bench
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

@@ -223,14 +223,19 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 @click.option(
     "--time-budget",
     type=click.FloatRange(min=0),
-    default=0.0,
+    default=_field_default(TrainConfig, "time_budget_minutes"),
     help="Stop after this many minutes (0: no limit).",
 )
-@click.option("--valid-every", type=click.IntRange(min=0), default=0, help="Validate every N steps (0: each epoch).")
+@click.option(
+    "--valid-every",
+    type=click.IntRange(min=0),
+    default=_field_default(TrainConfig, "valid_every"),
+    help="Validate every N steps (0: each epoch).",
+)
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    default="auto",
+    default=_field_default(TrainConfig, "precision"),
     help="auto: bf16 autocast where the hardware supports it.",
 )
 @click.option(

@@ -58,25 +58,19 @@ class ModelShape:
     dropout: float = 0.1
     attention: str = "general"
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The shape of the attention seq2seq network."""
-
-    vocab_size: int
-    pad_id: int
-    embedding_size: int = 256
-    hidden_size: int = 256
-    encoder_layers: int = 1
-    decoder_layers: int = 1
-    dropout: float = 0.1
-    attention: str = "general"
-
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_SCORES:
             raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_SCORES)}, not {self.attention!r}")
         if min(self.embedding_size, self.hidden_size, self.encoder_layers, self.decoder_layers) < 1:
             raise ChatbotError("model sizes and layer counts must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelShape):
+    """The whole shape of the attention seq2seq network: the chosen sizes plus the vocabulary they serve."""
+
+    vocab_size: int
+    pad_id: int
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,21 @@ from click.testing import CliRunner
 
 from chatbot.cli import cli
 
+# Small and quick; later flags of the same name win, so a test can override one.
+TINY_TRAIN_ARGS = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--vocab-size",
+    "150",
+    "--hidden-size",
+    "16",
+    "--embedding-size",
+    "16",
+    "--precision",
+    "fp32",
+]
 COMMANDS = [["chat"], ["train"], ["eval"], ["telegram"], ["db"], ["db", "upgrade"], ["export"]]
 
 
@@ -74,22 +89,7 @@ def test_exported_conversations_train_a_new_model(runner: CliRunner, tiny_model_
     )
     export(runner, tmp_path)
     out = tmp_path / "retrained"
-    args = [
-        "train",
-        str(tmp_path / "export.jsonl"),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--vocab-size",
-        "60",
-        "--hidden-size",
-        "8",
-        "--embedding-size",
-        "8",
-        "--precision",
-        "fp32",
-    ]
+    args = ["train", str(tmp_path / "export.jsonl"), "--out", str(out), *TINY_TRAIN_ARGS, "--vocab-size", "60"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").is_file()
@@ -97,24 +97,7 @@ def test_exported_conversations_train_a_new_model(runner: CliRunner, tiny_model_
 
 def test_train_then_eval_prints_perplexities(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    args = [
-        "train",
-        str(sample_path),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--vocab-size",
-        "150",
-        "--hidden-size",
-        "16",
-        "--embedding-size",
-        "16",
-        "--precision",
-        "fp32",
-    ]
+    args = ["train", str(sample_path), "--out", str(out), *TINY_TRAIN_ARGS, "--epochs", "2"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "corpus: train" in result.stderr
