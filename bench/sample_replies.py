@@ -1,0 +1,40 @@
+"""Print a model's replies to a fixed list of prompts (chosen before looking at any output), one fresh conversation
+each, as a Markdown table for the model card.
+
+    python bench/sample_replies.py [--model data/default-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from chatbot.dialogue.types import Role, Turn
+from chatbot.generation import ResponseGenerator
+
+PROMPTS = (
+    "hello",
+    "how are you?",
+    "what do you do for fun?",
+    "do you have any pets?",
+    "where are you from?",
+    "what's your favorite food?",
+    "i just got back from a run",
+    "do you like music?",
+    "what are you studying?",
+    "have a good night",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("data/default-model"))
+    args = parser.parse_args()
+    generator = ResponseGenerator(args.model)
+    print("| you say | the bot replies |\n|---|---|")
+    for prompt in PROMPTS:
+        print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)])} |")
+
+
+if __name__ == "__main__":
+    main()
