@@ -8,14 +8,17 @@ CHAT_ARGS ?=
 
 .PHONY: chat test lint typecheck clean
 
+# Setup reports on stderr only, so `printf 'hi\n' | make chat` prints nothing but replies on stdout.
 $(VENV)/.runtime: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) --editable .
-	touch $@
+	@echo "Setting up $(VENV) (pip install -c constraints.txt -e .) ..." >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(PIP) --editable . >&2
+	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PIP) --editable ".[dev]"
-	touch $@
+	@echo "Adding the dev tools to $(VENV) (pip install -c constraints.txt -e '.[dev]') ..." >&2
+	@$(PIP) --editable ".[dev]" >&2
+	@touch $@
 
 ## chat: set up, then talk to the shipped default model (history in SQLite in your user data directory)
 chat: $(VENV)/.runtime
