@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import platformdirs
@@ -29,6 +29,9 @@ from chatbot.config import (
     read_config_file,
 )
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:
+    from chatbot.dialogue.manager import DialogueManager
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 APP_NAME = "chatbot"
@@ -158,7 +161,7 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _build_manager(model_dir: Path | None, db_url: str | None) -> Any:
+def _build_manager(model_dir: Path | None, db_url: str | None) -> DialogueManager:
     """The DialogueManager over the model and the database, both checked before the first message."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
@@ -169,6 +172,13 @@ def _build_manager(model_dir: Path | None, db_url: str | None) -> Any:
     sessions = open_database(db_url or default_db_url())
     generator.load()
     return DialogueManager(generator, sql_transaction(sessions))
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no $USER
+        return "user"
 
 
 @cli.command()
@@ -193,7 +203,7 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 
     _set_threads(threads)
     manager = _build_manager(model, db)
-    name = user or getpass.getuser()
+    name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
         repl.run_interactive(manager, name, history, click.echo, "Type a message; /help for commands, /quit to leave.")
@@ -311,22 +321,12 @@ def train(data: tuple[str, ...], out: Path, force: bool, **options: Any) -> None
 def evaluate(model: Path | None, data: tuple[str, ...], split: str, limit: int, batch_size: int, threads: int) -> None:
     """Measure a model on dialogue logs and print the metrics as JSON: mean loss, token- and word-level
     perplexity (word perplexity is comparable across vocabularies)."""
-    from chatbot.corpora import load_corpora
-    from chatbot.evaluation import perplexity
-    from chatbot.text.batching import encode_pair
-    from chatbot.text.pairs import split_pairs
+    from chatbot.evaluation import evaluate_sources
     from chatbot.training import checkpoint
 
     _set_threads(threads)
     model_dir = model or default_model_dir()
-    bundle = checkpoint.load(model_dir)
-    splits = split_pairs(load_corpora(data), bundle.context.history_turns)
-    pairs = [pair for name, items in splits.items() if split in ("all", name) for pair in items]
-    pairs = pairs[:limit] if limit else pairs
-    if not pairs:
-        raise ChatbotError(f"no ({split}) context/response pairs in {', '.join(data)}")
-    encoded = [encode_pair(pair, bundle.tokenizer, bundle.context) for pair in pairs]
-    result = perplexity(bundle.model, bundle.tokenizer, encoded, batch_size)
+    result = evaluate_sources(checkpoint.load(model_dir), data, split, limit, batch_size)
     click.echo(json.dumps({"model": str(model_dir), "split": split, **dataclasses.asdict(result)}, indent=2))
 
 

@@ -9,13 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from chatbot.corpora import load_corpora
+from chatbot.errors import ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
+from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
+from chatbot.text.pairs import split_pairs
 from chatbot.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from chatbot.training.checkpoint import ModelBundle
 
 
 def masked_nll(logits: torch.Tensor, target_out: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
@@ -65,3 +72,16 @@ def perplexity(model: Seq2Seq, tokenizer: Tokenizer, pairs: Sequence[EncodedPair
         token_perplexity=math.exp(total / pieces),
         word_perplexity=math.exp(total / words),
     )
+
+
+def evaluate_sources(
+    bundle: ModelBundle, sources: Sequence[str], split: str, limit: int, batch_size: int
+) -> Perplexity:
+    """Perplexity of a loaded model on the ``split`` (or ``all``) pairs of dialogue logs, the first ``limit`` if set."""
+    splits = split_pairs(load_corpora(sources), bundle.context.history_turns)
+    pairs = [pair for name, items in splits.items() if split in ("all", name) for pair in items]
+    pairs = pairs[:limit] if limit else pairs
+    if not pairs:
+        raise ChatbotError(f"no ({split}) context/response pairs in {', '.join(sources)}")
+    encoded = [encode_pair(pair, bundle.tokenizer, bundle.context) for pair in pairs]
+    return perplexity(bundle.model, bundle.tokenizer, encoded, batch_size)

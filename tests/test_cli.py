@@ -201,3 +201,9 @@ def test_chat_and_export_on_postgres(
     assert result.exit_code == 0, result.output
     (conversation,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert [turn["speaker"] for turn in conversation["turns"]] == ["user", "bot", "user", "bot"]
+
+
+def test_eval_on_an_empty_split_is_a_clear_error(runner: CliRunner, tiny_model_dir: Path, sample_path: Path) -> None:
+    result = runner.invoke(cli, ["eval", "--model", str(tiny_model_dir), str(sample_path), "--split", "valid"])
+    assert result.exit_code == 2
+    assert "no (valid) context/response pairs" in result.stderr
