@@ -13,7 +13,7 @@ from chatbot.storage.store import ConversationStore, StoredConversation, Transac
 def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
     """One JSONL line: a stable id, the start time, and the turns with ``user``/``bot`` as speakers."""
     return {
-        "id": f"{conversation.channel}:{conversation.external_id}:{conversation.id}",
+        "id": conversation.export_id,
         "started_at": conversation.started_at.isoformat(),
         "turns": [{"speaker": turn.role.value, "text": turn.text} for turn in conversation.turns],
     }

@@ -32,6 +32,11 @@ class StoredConversation:
     started_at: datetime
     turns: tuple[Turn, ...]
 
+    @property
+    def export_id(self) -> str:
+        """The id exports and training use: stable, and unique across channels and sessions."""
+        return f"{self.channel}:{self.external_id}:{self.id}"
+
 
 class ConversationStore(Protocol):
     """Reads and writes of one transaction."""

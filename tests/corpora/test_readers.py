@@ -70,3 +70,19 @@ def test_chitchat_is_built_in_and_complete() -> None:
     assert len({conversation.id for conversation in conversations}) == 7168
     multi = [c for c in conversations if len(c.turns) >= 2]
     assert all(a.speaker != b.speaker for c in multi for a, b in zip(c.turns, c.turns[1:], strict=False))
+
+
+def test_load_corpus_dispatches_every_format(tmp_path: Path) -> None:
+    yaml_path = write(tmp_path, "conversations:\n- - hi\n  - hello\n", "topic.yml")
+    export = write(
+        tmp_path,
+        '{"name": "c", "type": "personal_chat", "id": 5, "messages": ['
+        '{"id": 1, "type": "message", "date": "2024-01-01T10:00:00", "from_id": "user1", "text": "hi"},'
+        '{"id": 2, "type": "message", "date": "2024-01-01T10:01:00", "from_id": "user2", "text": "hey"}]}',
+        "result.json",
+    )
+    table = write(tmp_path, "hi\thello\n", "pairs.tsv")
+    assert [c.id for c in load_corpus(str(yaml_path))] == ["topic:0"]
+    assert [c.id for c in load_corpus(str(export))] == ["telegram:5:1"]
+    assert [c.id for c in load_corpus(str(table))] == ["pairs.tsv:1"]
+    assert next(iter(load_corpus("chatterbot:english/greetings"))).id == "chatterbot:english/greetings:0"
