@@ -212,7 +212,13 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 
 
 @cli.command()
-@click.argument("data", nargs=-1, required=True)
+@click.argument("data", nargs=-1)
+@click.option(
+    "--from-db",
+    "from_db",
+    metavar="URL",
+    help="Also train on the conversations stored in this database (the bot's own logs).",
+)
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory to write."
 )
@@ -283,16 +289,21 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     default=_field_default(ContextConfig, "max_target_tokens"),
 )
 @threads_option()
-def train(data: tuple[str, ...], out: Path, force: bool, **options: Any) -> None:
+def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **options: Any) -> None:
     """Train a model on dialogue logs and write a self-contained model directory to --out.
 
-    DATA is a .jsonl file of conversations (one JSON object per line: {"id": ..., "turns": [{"speaker": ...,
-    "text": ...}, ...]}) or a built-in corpus name: chitchat (the BYU Chit-Chat corpus, offline). Conversations
-    are split into train/valid/test by a hash of their id; the directory holds weights, tokenizer, config and
-    metrics. A malformed file stops training before it starts, naming the file and line.
+    Each DATA is a file or a corpus: .jsonl conversations (one JSON object per line: {"id": ..., "turns":
+    [{"speaker": ..., "text": ...}, ...]}), .csv/.tsv (context, response) pairs, chatterbot .yml dialogues, a
+    Telegram Desktop export (result.json), a database URL, or a built-in corpus: chitchat (BYU Chit-Chat) or
+    chatterbot:english (chatterbot:LANGUAGE[/TOPIC]). Conversations are split into train/valid/test by a hash of
+    their id; the directory holds weights, tokenizer, config and metrics. A malformed file stops training before
+    it starts, naming the file and line.
     """
     from chatbot.training.pipeline import train_model_dir
 
+    sources = (*data, from_db) if from_db else data
+    if not sources:
+        raise click.UsageError("name at least one DATA source or --from-db URL")
     if out.exists() and any(out.iterdir()) and not force:
         raise ChatbotError(f"{out} already exists and is not empty; pass --force to replace it")
     _set_threads(options.pop("threads"))
@@ -301,7 +312,7 @@ def train(data: tuple[str, ...], out: Path, force: bool, **options: Any) -> None
     context = ContextConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(ContextConfig)})
     options["time_budget_minutes"] = options.pop("time_budget")
     config = TrainConfig(**options)
-    metrics = train_model_dir(data, out, shape, tokenizer, context, config, lambda line: click.echo(line, err=True))
+    metrics = train_model_dir(sources, out, shape, tokenizer, context, config, lambda line: click.echo(line, err=True))
     summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
     click.echo(json.dumps({"model": str(out), **summary}, indent=2))
 

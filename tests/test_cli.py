@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,24 @@ def test_eval_on_an_empty_split_is_a_clear_error(runner: CliRunner, tiny_model_d
     result = runner.invoke(cli, ["eval", "--model", str(tiny_model_dir), str(sample_path), "--split", "valid"])
     assert result.exit_code == 2
     assert "no (valid) context/response pairs" in result.stderr
+
+
+def test_train_from_the_bots_own_database(runner: CliRunner, tiny_model_dir: Path, tmp_path: Path) -> None:
+    lines = "hello\nhow are you?\nwhat do you do for fun?\n"
+    for user in ("ann", "bob", "cy"):
+        runner.invoke(
+            cli, ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path), "--user", user], input=lines
+        )
+    out = tmp_path / "retrained"
+    args = ["train", "--from-db", db_url(tmp_path), "--out", str(out), *TINY_TRAIN_ARGS, "--vocab-size", "60"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    # Three conversations of six turns (user, bot, ...) give five pairs each, spread over the splits.
+    assert sum(int(count) for count in re.findall(r"(\d+) pairs", result.stderr)) == 15
+    assert (out / "model.pt").is_file()
+
+
+def test_train_needs_a_source(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["train", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "--from-db" in result.stderr
