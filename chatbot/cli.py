@@ -23,6 +23,7 @@ from chatbot.config import (
     ATTENTION_SCORES,
     PRECISIONS,
     ContextConfig,
+    DataConfig,
     ModelShape,
     TokenizerConfig,
     TrainConfig,
@@ -174,6 +175,11 @@ def _build_manager(model_dir: Path | None, db_url: str | None) -> DialogueManage
     return DialogueManager(generator, sql_transaction(sessions))
 
 
+def _report(line: str) -> None:
+    """Progress for the person running a command: stderr, so stdout stays machine-readable."""
+    click.echo(line, err=True)
+
+
 def _login_name() -> str:
     try:
         return getpass.getuser()
@@ -288,6 +294,23 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     type=click.IntRange(min=2),
     default=_field_default(ContextConfig, "max_target_tokens"),
 )
+@click.option(
+    "--dedupe/--keep-duplicates",
+    default=_field_default(DataConfig, "dedupe"),
+    help="Drop exact duplicate pairs, and held-out pairs that also occur in train.",
+)
+@click.option(
+    "--min-reply-words",
+    type=click.IntRange(min=0),
+    default=_field_default(DataConfig, "min_reply_words"),
+    help="Drop pairs whose reply has fewer words.",
+)
+@click.option(
+    "--max-reply-words",
+    type=click.IntRange(min=0),
+    default=_field_default(DataConfig, "max_reply_words"),
+    help="Drop pairs whose reply has more words (0: no limit).",
+)
 @threads_option()
 def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **options: Any) -> None:
     """Train a model on dialogue logs and write a self-contained model directory to --out.
@@ -310,9 +333,10 @@ def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **
     shape = ModelShape(**{f.name: options.pop(f.name) for f in dataclasses.fields(ModelShape)})
     tokenizer = TokenizerConfig(vocab_size=options.pop("vocab_size"), seed=options["seed"])
     context = ContextConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(ContextConfig)})
+    data_config = DataConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(DataConfig)})
     options["time_budget_minutes"] = options.pop("time_budget")
     config = TrainConfig(**options)
-    metrics = train_model_dir(sources, out, shape, tokenizer, context, config, lambda line: click.echo(line, err=True))
+    metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report)
     summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
     click.echo(json.dumps({"model": str(out), **summary}, indent=2))
 

@@ -48,6 +48,23 @@ class ContextConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """Which (context, response) pairs are kept, for training and for evaluating the model trained on them.
+
+    ``max_reply_words`` of 0 means no limit. Models saved before this setting existed were trained on every pair:
+    ``unfiltered()`` describes them.
+    """
+
+    dedupe: bool = True
+    min_reply_words: int = 1
+    max_reply_words: int = 0
+
+    @classmethod
+    def unfiltered(cls) -> DataConfig:
+        return cls(dedupe=False, min_reply_words=0, max_reply_words=0)
+
+
+@dataclass(frozen=True)
 class ModelShape:
     """The user-chosen sizes of the network; ModelConfig adds what the trained tokenizer decides."""
 

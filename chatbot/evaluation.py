@@ -18,6 +18,7 @@ from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
+from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import split_pairs
 from chatbot.text.tokenizer import Tokenizer
 
@@ -77,8 +78,11 @@ def perplexity(model: Seq2Seq, tokenizer: Tokenizer, pairs: Sequence[EncodedPair
 def evaluate_sources(
     bundle: ModelBundle, sources: Sequence[str], split: str, limit: int, batch_size: int
 ) -> Perplexity:
-    """Perplexity of a loaded model on the ``split`` (or ``all``) pairs of dialogue logs, the first ``limit`` if set."""
-    splits = split_pairs(load_corpora(sources), bundle.context.history_turns)
+    """Perplexity of a loaded model on the ``split`` (or ``all``) pairs of dialogue logs, the first ``limit`` if set.
+
+    The pairs are cleaned as the model's training data was, so a model's own test split scores as it did in training.
+    """
+    splits, _ = clean_splits(split_pairs(load_corpora(sources), bundle.context.history_turns), bundle.data)
     pairs = [pair for name, items in splits.items() if split in ("all", name) for pair in items]
     pairs = pairs[:limit] if limit else pairs
     if not pairs:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sqlalchemy import create_engine, text
 
-from chatbot.config import ContextConfig, ModelShape, TokenizerConfig, TrainConfig
+from chatbot.config import ContextConfig, DataConfig, ModelShape, TokenizerConfig, TrainConfig
 from chatbot.training.pipeline import train_model_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +39,9 @@ def sample_path() -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained on the sample logs until it mostly reproduces them (seconds on 2 cores)."""
     out = tmp_path_factory.mktemp("models") / "tiny"
-    train_model_dir([str(SAMPLE)], out, TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), TINY_TRAIN, lambda _: None)
+    train_model_dir(
+        [str(SAMPLE)], out, TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), DataConfig(), TINY_TRAIN, lambda _: None
+    )
     return out
 
 

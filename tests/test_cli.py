@@ -211,8 +211,8 @@ def test_eval_on_an_empty_split_is_a_clear_error(runner: CliRunner, tiny_model_d
 
 
 def test_train_from_the_bots_own_database(runner: CliRunner, tiny_model_dir: Path, tmp_path: Path) -> None:
-    lines = "hello\nhow are you?\nwhat do you do for fun?\n"
-    for user in ("ann", "bob", "cy"):
+    for user in ("ann", "bob", "cy"):  # distinct lines: identical conversations would be deduplicated
+        lines = f"hello, i am {user}\nhow are you, {user}?\n{user} likes fun\n"
         runner.invoke(
             cli, ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path), "--user", user], input=lines
         )
@@ -229,3 +229,20 @@ def test_train_needs_a_source(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["train", "--out", str(tmp_path / "m")])
     assert result.exit_code == 2
     assert "--from-db" in result.stderr
+
+
+def test_eval_of_the_test_split_reproduces_the_training_metrics(
+    runner: CliRunner, sample_path: Path, tmp_path: Path
+) -> None:
+    # The duplicated conversation lands in train and test alike: cleaning must drop it from test both times.
+    data = tmp_path / "logs.jsonl"
+    data.write_text(sample_path.read_text() + sample_path.read_text().replace('"id": "sample-', '"id": "copy-'))
+    out = tmp_path / "model"
+    assert runner.invoke(cli, ["train", str(data), "--out", str(out), *TINY_TRAIN_ARGS]).exit_code == 0
+    recorded = json.loads((out / "metrics.json").read_text())
+    assert recorded["cleaning"]["duplicates"] + recorded["cleaning"]["also_in_train"] > 0
+    result = runner.invoke(cli, ["eval", "--model", str(out), str(data), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    fresh = json.loads(result.stdout)
+    assert fresh["pairs"] == recorded["test"]["pairs"]
+    assert fresh["word_perplexity"] == recorded["test"]["word_perplexity"]

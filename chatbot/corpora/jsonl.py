@@ -19,6 +19,7 @@ from typing import Any
 
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
+from chatbot.text.normalize import normalize_text
 
 
 def read_jsonl(path: Path) -> Iterator[Conversation]:
@@ -59,10 +60,11 @@ def _parse_turn(path: Path, number: int, index: int, turn: Any) -> Utterance:
 
 
 def merge_consecutive(turns: list[Utterance]) -> tuple[Utterance, ...]:
-    """Join consecutive utterances of one speaker (people send several short messages in a row)."""
+    """Normalise each utterance and join consecutive ones of one speaker (people send several short messages in a
+    row); utterances with nothing left after normalisation are dropped."""
     merged: list[Utterance] = []
     for turn in turns:
-        text = " ".join(turn.text.split())
+        text = normalize_text(turn.text)
         if not text:
             continue
         if merged and merged[-1].speaker == turn.speaker:

@@ -18,7 +18,15 @@ from typing import Any
 
 import torch
 
-from chatbot.config import ContextConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig, from_dict
+from chatbot.config import (
+    ContextConfig,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+    from_dict,
+)
 from chatbot.errors import ModelError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.tokenizer import Tokenizer
@@ -30,12 +38,14 @@ HOW_TO_GET_ONE = "train one with `chatbot train chitchat --out DIR` and pass `--
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """Everything needed to generate replies: the network, its tokenizer, and how it reads context and decodes."""
+    """Everything needed to generate replies (the network, its tokenizer, how it reads context and decodes) and to
+    evaluate it as it was trained (which pairs its data kept)."""
 
     model: Seq2Seq
     tokenizer: Tokenizer
     context: ContextConfig
     decode: DecodeConfig
+    data: DataConfig
 
 
 def save(directory: Path, bundle: ModelBundle, train: TrainConfig, metrics: dict[str, Any]) -> None:
@@ -49,6 +59,7 @@ def save(directory: Path, bundle: ModelBundle, train: TrainConfig, metrics: dict
             "tokenizer": asdict(bundle.tokenizer.config),
             "context": asdict(bundle.context),
             "decode": asdict(bundle.decode),
+            "data": asdict(bundle.data),
             "train": asdict(train),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -116,4 +127,6 @@ def load(directory: Path, device: torch.device | None = None) -> ModelBundle:
         )
     model.to(device or torch.device("cpu")).eval()
     context = from_dict(ContextConfig, config.get("context", {}))
-    return ModelBundle(model, tokenizer, context, from_dict(DecodeConfig, config.get("decode", {})))
+    decode = from_dict(DecodeConfig, config.get("decode", {}))
+    data = from_dict(DataConfig, config["data"]) if "data" in config else DataConfig.unfiltered()
+    return ModelBundle(model, tokenizer, context, decode, data)

@@ -15,12 +15,21 @@ from typing import Any
 
 import torch
 
-from chatbot.config import ContextConfig, DecodeConfig, ModelConfig, ModelShape, TokenizerConfig, TrainConfig
+from chatbot.config import (
+    ContextConfig,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    ModelShape,
+    TokenizerConfig,
+    TrainConfig,
+)
 from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
 from chatbot.evaluation import perplexity
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.batching import EncodedPair, encode_pair
+from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import Pair, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint
@@ -35,13 +44,15 @@ def train_model_dir(
     shape: ModelShape,
     tokenizer_config: TokenizerConfig,
     context: ContextConfig,
+    data: DataConfig,
     train: TrainConfig,
     report: Callable[[str], None],
 ) -> dict[str, Any]:
     """Train a model on ``sources`` and write it to ``out``; returns the metrics written beside it."""
     torch.manual_seed(train.seed)
-    splits = split_pairs(load_corpora(sources), context.history_turns)
+    splits, cleaning = clean_splits(split_pairs(load_corpora(sources), context.history_turns), data)
     report(corpus_statistics(splits))
+    report(f"cleaning: {cleaning.describe()}")
     if not splits["train"]:
         raise ChatbotError("no training pairs: the data has no conversation with two or more turns")
     tokenizer = Tokenizer.train(_tokenizer_texts(splits["train"]), tokenizer_config)
@@ -54,9 +65,10 @@ def train_model_dir(
     trainer = Trainer(model, tokenizer, train)
     summary = trainer.fit(encoded["train"], encoded["valid"])
     metrics: dict[str, Any] = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
+    metrics["cleaning"] = asdict(cleaning)
     metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
     model.cpu()  # a model directory always loads on the CPU; the user's --device only speeds up training
-    checkpoint.save(out, checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig()), train, metrics)
+    checkpoint.save(out, checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig(), data), train, metrics)
     return metrics
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.config import ContextConfig, ModelConfig, TokenizerConfig, TrainConfig
+from chatbot.config import ContextConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
 from chatbot.corpora import load_corpus
 from chatbot.errors import ChatbotError, DataError
 from chatbot.model.seq2seq import Seq2Seq
@@ -56,7 +56,16 @@ def trainer_batches(trainer: Trainer, pairs):  # type: ignore[no-untyped-def]
 def test_training_is_reproducible_with_a_seed(sample_path: Path, tmp_path: Path) -> None:
     config = TrainConfig(epochs=2, batch_size=8, precision="fp32", seed=7)
     for name in ("a", "b"):
-        train_model_dir([str(sample_path)], tmp_path / name, TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), config, print)
+        train_model_dir(
+            [str(sample_path)],
+            tmp_path / name,
+            TINY_SHAPE,
+            TINY_TOKENIZER,
+            ContextConfig(),
+            DataConfig(),
+            config,
+            print,
+        )
     assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
 
 
@@ -64,7 +73,14 @@ def test_pipeline_writes_metrics_and_reports_statistics(sample_path: Path, tmp_p
     lines: list[str] = []
     config = TrainConfig(epochs=1, batch_size=8, precision="fp32")
     train_model_dir(
-        [str(sample_path)], tmp_path / "m", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), config, lines.append
+        [str(sample_path)],
+        tmp_path / "m",
+        TINY_SHAPE,
+        TINY_TOKENIZER,
+        ContextConfig(),
+        DataConfig(),
+        config,
+        lines.append,
     )
     assert lines[0].startswith("corpus: train ") and "conversations" in lines[0]
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
@@ -76,7 +92,16 @@ def test_bad_data_fails_before_anything_is_written(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"turns": ["a", "b"]}\n{broken\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2"):
-        train_model_dir([str(bad)], tmp_path / "out", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), TrainConfig(), print)
+        train_model_dir(
+            [str(bad)],
+            tmp_path / "out",
+            TINY_SHAPE,
+            TINY_TOKENIZER,
+            ContextConfig(),
+            DataConfig(),
+            TrainConfig(),
+            print,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
 
 
@@ -85,7 +110,14 @@ def test_data_without_pairs_is_an_error(tmp_path: Path) -> None:
     lonely.write_text('{"turns": ["only one turn"]}\n')
     with pytest.raises(ChatbotError, match="no training pairs"):
         train_model_dir(
-            [str(lonely)], tmp_path / "out", TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), TrainConfig(), print
+            [str(lonely)],
+            tmp_path / "out",
+            TINY_SHAPE,
+            TINY_TOKENIZER,
+            ContextConfig(),
+            DataConfig(),
+            TrainConfig(),
+            print,
         )
 
 
