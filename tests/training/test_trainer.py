@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,11 @@ from chatbot.training.pipeline import train_model_dir
 from chatbot.training.trainer import Trainer, autocast_dtype
 
 from ..conftest import TINY_SHAPE, TINY_TOKENIZER
+
+
+def train_tiny(sources: list[str], out: Path, train: TrainConfig, report: Callable[[str], None]) -> dict[str, Any]:
+    """The pipeline at test size: the tiny shape and tokenizer, default context and cleaning."""
+    return train_model_dir(sources, out, TINY_SHAPE, TINY_TOKENIZER, ContextConfig(), DataConfig(), train, report)
 
 
 def encoded_sample(sample_path: Path):  # type: ignore[no-untyped-def]
@@ -56,32 +63,14 @@ def trainer_batches(trainer: Trainer, pairs):  # type: ignore[no-untyped-def]
 def test_training_is_reproducible_with_a_seed(sample_path: Path, tmp_path: Path) -> None:
     config = TrainConfig(epochs=2, batch_size=8, precision="fp32", seed=7)
     for name in ("a", "b"):
-        train_model_dir(
-            [str(sample_path)],
-            tmp_path / name,
-            TINY_SHAPE,
-            TINY_TOKENIZER,
-            ContextConfig(),
-            DataConfig(),
-            config,
-            print,
-        )
+        train_tiny([str(sample_path)], tmp_path / name, config, print)
     assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
 
 
 def test_pipeline_writes_metrics_and_reports_statistics(sample_path: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     config = TrainConfig(epochs=1, batch_size=8, precision="fp32")
-    train_model_dir(
-        [str(sample_path)],
-        tmp_path / "m",
-        TINY_SHAPE,
-        TINY_TOKENIZER,
-        ContextConfig(),
-        DataConfig(),
-        config,
-        lines.append,
-    )
+    train_tiny([str(sample_path)], tmp_path / "m", config, lines.append)
     assert lines[0].startswith("corpus: train ") and "conversations" in lines[0]
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["training"]["steps"] > 0
@@ -92,16 +81,7 @@ def test_bad_data_fails_before_anything_is_written(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"turns": ["a", "b"]}\n{broken\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2"):
-        train_model_dir(
-            [str(bad)],
-            tmp_path / "out",
-            TINY_SHAPE,
-            TINY_TOKENIZER,
-            ContextConfig(),
-            DataConfig(),
-            TrainConfig(),
-            print,
-        )
+        train_tiny([str(bad)], tmp_path / "out", TrainConfig(), print)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
 
 
@@ -109,16 +89,7 @@ def test_data_without_pairs_is_an_error(tmp_path: Path) -> None:
     lonely = tmp_path / "lonely.jsonl"
     lonely.write_text('{"turns": ["only one turn"]}\n')
     with pytest.raises(ChatbotError, match="no training pairs"):
-        train_model_dir(
-            [str(lonely)],
-            tmp_path / "out",
-            TINY_SHAPE,
-            TINY_TOKENIZER,
-            ContextConfig(),
-            DataConfig(),
-            TrainConfig(),
-            print,
-        )
+        train_tiny([str(lonely)], tmp_path / "out", TrainConfig(), print)
 
 
 def test_autocast_choice() -> None:
