@@ -21,6 +21,7 @@ import platformdirs
 from chatbot import __version__
 from chatbot.config import (
     ATTENTION_SCORES,
+    LR_SCHEDULES,
     PRECISIONS,
     ContextConfig,
     DataConfig,
@@ -259,6 +260,31 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     type=click.Choice(PRECISIONS),
     default=_field_default(TrainConfig, "precision"),
     help="auto: bf16 autocast where the hardware supports it.",
+)
+@click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=_field_default(TrainConfig, "label_smoothing"),
+    help="Spread this much of the target probability over the vocabulary (training loss only).",
+)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=_field_default(TrainConfig, "weight_decay"))
+@click.option(
+    "--warmup-steps",
+    type=click.IntRange(min=0),
+    default=_field_default(TrainConfig, "warmup_steps"),
+    help="Raise the learning rate linearly over this many steps.",
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    default=_field_default(TrainConfig, "lr_schedule"),
+    help="After warmup: constant, or plateau (halve the rate whenever validation does not improve).",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=_field_default(TrainConfig, "patience"),
+    help="Stop after this many validations without improvement (0: never stop early).",
 )
 @click.option(
     "--device",

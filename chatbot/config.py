@@ -21,6 +21,7 @@ else:  # pragma: no cover
 
 ATTENTION_SCORES = ("dot", "general", "concat")
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "plateau")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class ModelConfig(ModelShape):
 class TrainConfig:
     """How the trainer runs. ``max_steps``, ``time_budget_minutes`` and ``valid_every`` of 0 mean no limit / once
     per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively; ``device`` auto picks
-    CUDA when present, else the CPU."""
+    CUDA when present, else the CPU. ``patience`` stops after that many validations without improvement (0: never);
+    ``lr_schedule`` is constant or plateau (halve the rate when validation stalls), after ``warmup_steps``."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -106,10 +108,19 @@ class TrainConfig:
     valid_every: int = 0
     precision: str = "auto"
     device: str = "auto"
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ChatbotError("epochs and batch size must be at least 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ChatbotError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ChatbotError("label_smoothing must be in [0, 1)")
         if self.precision not in PRECISIONS:
             raise ChatbotError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 

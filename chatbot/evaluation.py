@@ -26,9 +26,17 @@ if TYPE_CHECKING:
     from chatbot.training.checkpoint import ModelBundle
 
 
-def masked_nll(logits: torch.Tensor, target_out: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over real target pieces: logits (batch, tgt_len, vocab), target_out (batch, tgt_len)."""
-    total = F.cross_entropy(logits.flatten(0, 1).float(), target_out.flatten(), ignore_index=pad_id, reduction="sum")
+def masked_nll(
+    logits: torch.Tensor, target_out: torch.Tensor, pad_id: int, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over real target pieces: logits (batch, tgt_len, vocab), target_out (batch, tgt_len).
+
+    ``label_smoothing`` is for the training loss only; perplexity is always measured without it.
+    """
+    flat_logits, flat_targets = logits.flatten(0, 1).float(), target_out.flatten()
+    total = F.cross_entropy(
+        flat_logits, flat_targets, ignore_index=pad_id, reduction="sum", label_smoothing=label_smoothing
+    )
     return total, int((target_out != pad_id).sum())
 
 

@@ -246,3 +246,29 @@ def test_eval_of_the_test_split_reproduces_the_training_metrics(
     fresh = json.loads(result.stdout)
     assert fresh["pairs"] == recorded["test"]["pairs"]
     assert fresh["word_perplexity"] == recorded["test"]["word_perplexity"]
+
+
+def test_training_options_are_stored_with_the_model(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    extra = [
+        "--label-smoothing",
+        "0.1",
+        "--weight-decay",
+        "0.01",
+        "--warmup-steps",
+        "3",
+        "--lr-schedule",
+        "plateau",
+        "--patience",
+        "2",
+        "--max-reply-words",
+        "12",
+        "--keep-duplicates",
+    ]
+    result = runner.invoke(cli, ["train", str(sample_path), "--out", str(out), *TINY_TRAIN_ARGS, *extra])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert {
+        k: saved["train"][k] for k in ("label_smoothing", "weight_decay", "warmup_steps", "lr_schedule", "patience")
+    } == {"label_smoothing": 0.1, "weight_decay": 0.01, "warmup_steps": 3, "lr_schedule": "plateau", "patience": 2}
+    assert saved["data"] == {"dedupe": False, "min_reply_words": 1, "max_reply_words": 12}

@@ -1,8 +1,9 @@
 """Trainer: teacher-forced training of a Seq2Seq with Adam, gradient clipping, validation, and best-model keeping.
 
 One step: a padded batch runs through the whole network at once (``Seq2Seq.forward``), the masked cross-entropy of
-its real target pieces is averaged per piece, and the gradient is clipped before the update. Validation runs every
-``valid_every`` steps (or each epoch) and the weights with the lowest validation loss are the ones kept.
+its real target pieces (optionally label-smoothed) is averaged per piece, the gradient is clipped, and AdamW updates
+the weights at the rate the schedule sets. Validation runs every ``valid_every`` steps (or each epoch); the weights
+with the lowest validation loss are kept, and ``patience`` validations without improvement end the run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from chatbot.evaluation import batches_nll, masked_nll
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
 from chatbot.text.tokenizer import Tokenizer
+from chatbot.training.schedule import LearningRateSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -66,55 +68,93 @@ class Trainer:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.schedule = LearningRateSchedule(self.optimizer, config.warmup_steps, config.lr_schedule)
         self.device = next(model.parameters()).device
         self.dtype = autocast_dtype(config.precision, self.device)
+        self._best_state = copy.deepcopy(model.state_dict())
+        self._stalled = 0  # validations since the last improvement
 
     def step(self, batch: Batch) -> tuple[float, int]:
-        """One optimisation step; returns the mean loss per target piece and the number of pieces."""
+        """One optimisation step; returns the mean (label-smoothed) loss per target piece and the piece count."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             logits = self.model(batch.source.to(self.device), batch.target_in.to(self.device))
-        total, pieces = masked_nll(logits, batch.target_out.to(self.device), self.tokenizer.pad_id)
+        target = batch.target_out.to(self.device)
+        total, pieces = masked_nll(logits, target, self.tokenizer.pad_id, self.config.label_smoothing)
         loss = total / max(pieces, 1)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()
+        self.schedule.after_step()
         return float(loss.detach()), pieces
 
     def validate(self, batches: Sequence[Batch]) -> float:
-        """Mean validation loss per piece."""
+        """Mean validation loss per piece (plain NLL, never smoothed)."""
         with self._autocast():
             total, pieces = batches_nll(self.model, batches, self.tokenizer.pad_id)
         return total / max(pieces, 1)
 
     def fit(self, train: Sequence[EncodedPair], valid: Sequence[EncodedPair]) -> TrainSummary:
-        """Train until the epochs, ``max_steps`` or the time budget run out; leaves the best weights loaded."""
+        """Train until the epochs, ``max_steps``, the time budget or the patience run out; leaves the best weights
+        loaded."""
         rng = random.Random(self.config.seed)
         valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
-        summary, best_state = TrainSummary(), copy.deepcopy(self.model.state_dict())
-        started = time.monotonic()
+        summary, started = TrainSummary(), time.monotonic()
         for epoch in range(self.config.epochs):
             batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng)
-            for index, batch in enumerate(self._progress(batches, epoch)):
-                loss, pieces = self.step(batch)
-                summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
-                summary.epochs = epoch + (index + 1) / len(batches)
-                summary.seconds = time.monotonic() - started
-                stop = self._stop_reason(summary)
-                due = bool(stop) or index + 1 == len(batches) or self._validation_due(summary.steps)
-                if due and self._record(summary, loss, valid_batches):
-                    best_state = copy.deepcopy(self.model.state_dict())
-                if stop:
-                    summary.stopped_by = stop
-                    self.model.load_state_dict(best_state)
-                    return summary
-        self.model.load_state_dict(best_state)
+            stop = self._run_epoch(epoch, batches, valid_batches, summary, started)
+            if stop:
+                summary.stopped_by = stop
+                break
+        self.model.load_state_dict(self._best_state)
         return summary
 
-    def _record(self, summary: TrainSummary, train_loss: float, valid_batches: Sequence[Batch]) -> bool:
-        """Validate, append to the history, and say whether this is the best model so far.
+    def _run_epoch(
+        self,
+        epoch: int,
+        batches: Sequence[Batch],
+        valid_batches: Sequence[Batch],
+        summary: TrainSummary,
+        started: float,
+    ) -> str:
+        """Train on one epoch's batches; returns why training must stop, or "" to go on."""
+        progress = tqdm(
+            batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", disable=None, leave=False
+        )
+        for index, batch in enumerate(progress):
+            loss, pieces = self.step(batch)
+            summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
+            summary.epochs = epoch + (index + 1) / len(batches)
+            summary.seconds = time.monotonic() - started
+            speed = summary.target_tokens / max(summary.seconds, 1e-9)
+            progress.set_postfix(loss=f"{loss:.3f}", tokens_per_s=f"{speed:.0f}", refresh=False)
+            stop = self._stop_reason(summary)
+            if stop or index + 1 == len(batches) or self._validation_due(summary.steps):
+                early_stop = self._checkpoint(summary, loss, valid_batches)  # always runs: the last one counts
+                stop = stop or early_stop
+            if stop:
+                return stop
+        return ""
+
+    def _checkpoint(self, summary: TrainSummary, train_loss: float, valid_batches: Sequence[Batch]) -> str:
+        """Validate, keep the best weights, adapt the schedule; returns "early_stopping" when patience ran out."""
+        valid_loss = self._record(summary, train_loss, valid_batches)
+        improved = valid_loss is None or summary.best_valid_loss is None or valid_loss < summary.best_valid_loss
+        if improved:
+            summary.best_valid_loss = valid_loss if valid_loss is not None else summary.best_valid_loss
+            self._best_state, self._stalled = copy.deepcopy(self.model.state_dict()), 0
+        else:
+            self._stalled += 1
+        if valid_loss is not None:
+            self.schedule.after_validation(valid_loss)
+        return "early_stopping" if self.config.patience and self._stalled >= self.config.patience else ""
+
+    def _record(self, summary: TrainSummary, train_loss: float, valid_batches: Sequence[Batch]) -> float | None:
+        """Append a history entry, with the validation loss when there is validation data (which it returns).
 
         Without validation data every checkpoint counts as the best, so the final weights are kept: one batch's
         training loss is too noisy to choose a model by.
@@ -123,19 +163,17 @@ class Trainer:
             "step": summary.steps,
             "epoch": round(summary.epochs, 3),
             "train_loss": round(train_loss, 4),
+            "learning_rate": self.schedule.learning_rate,
             "target_tokens_per_second": round(summary.target_tokens / max(summary.seconds, 1e-9), 1),
         }
         summary.history.append(entry)
         if not valid_batches:
             logger.info("progress (no validation data): %s", entry)
-            return True
+            return None
         valid_loss = self.validate(valid_batches)
         entry.update(valid_loss=round(valid_loss, 4), valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2))
         logger.info("validation: %s", entry)
-        improved = summary.best_valid_loss is None or valid_loss < summary.best_valid_loss
-        if improved:
-            summary.best_valid_loss = valid_loss
-        return improved
+        return valid_loss
 
     def _stop_reason(self, summary: TrainSummary) -> str:
         if self.config.max_steps and summary.steps >= self.config.max_steps:
@@ -151,8 +189,3 @@ class Trainer:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    def _progress(self, batches: Sequence[Batch], epoch: int) -> Iterator[Batch]:
-        """The epoch's batches behind a progress bar (shown only on a terminal)."""
-        description = f"epoch {epoch + 1}/{self.config.epochs}"
-        return iter(tqdm(batches, desc=description, unit="batch", disable=None, leave=False))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from chatbot.config import ContextConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
 from chatbot.corpora import load_corpus
@@ -107,3 +108,41 @@ def test_device_resolution() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_patience_stops_a_run_that_no_longer_improves(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    # A learning rate of 0 never changes the weights, so every validation after the first fails to improve.
+    config = TrainConfig(epochs=50, batch_size=8, learning_rate=0.0, valid_every=1, patience=3, precision="fp32")
+    summary = Trainer(model, tokenizer, config).fit(pairs, pairs[:8])
+    assert summary.stopped_by == "early_stopping"
+    assert summary.steps == 4  # one first validation, then three without improvement
+
+
+def test_label_smoothing_raises_the_training_loss_but_not_the_validation_loss(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    batches = trainer_batches_for(tokenizer, pairs[:8])
+    losses = {}
+    for smoothing in (0.0, 0.2):
+        torch.manual_seed(0)
+        model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+        config = TrainConfig(learning_rate=0.0, label_smoothing=smoothing, precision="fp32")
+        trainer = Trainer(model, tokenizer, config)
+        losses[smoothing] = (trainer.step(batches[0])[0], trainer.validate(batches))
+    assert losses[0.2][0] != pytest.approx(losses[0.0][0])
+    assert losses[0.2][1] == pytest.approx(losses[0.0][1])
+
+
+def test_history_records_the_scheduled_learning_rate(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    config = TrainConfig(epochs=1, batch_size=8, warmup_steps=4, valid_every=2, max_steps=4, precision="fp32")
+    summary = Trainer(model, tokenizer, config).fit(pairs, pairs[:8])
+    assert [entry["learning_rate"] for entry in summary.history] == pytest.approx([6.25e-4, 1e-3])
+
+
+def trainer_batches_for(tokenizer: Tokenizer, pairs):  # type: ignore[no-untyped-def]
+    from chatbot.text.batching import bucketed_batches
+
+    return bucketed_batches(pairs, 8, tokenizer, rng=None)
