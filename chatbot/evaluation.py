@@ -55,6 +55,11 @@ def batches_nll(model: Seq2Seq, batches: Sequence[Batch], pad_id: int) -> tuple[
     return total, count
 
 
+def reference_words(tokenizer: Tokenizer, pairs: Sequence[EncodedPair]) -> int:
+    """The word count word-level perplexity divides by: each reply's whitespace words, plus one for its end."""
+    return sum(len(tokenizer.decode(pair.target).split()) + 1 for pair in pairs)
+
+
 @dataclass(frozen=True)
 class Perplexity:
     """Held-out fit of a model: mean NLL per piece, and perplexity per piece and per word."""
@@ -72,7 +77,7 @@ def perplexity(model: Seq2Seq, tokenizer: Tokenizer, pairs: Sequence[EncodedPair
     if not pairs:
         raise ValueError("no pairs to evaluate")
     total, pieces = batches_nll(model, bucketed_batches(pairs, batch_size, tokenizer, rng=None), tokenizer.pad_id)
-    words = sum(len(tokenizer.decode(pair.target).split()) + 1 for pair in pairs)
+    words = reference_words(tokenizer, pairs)
     return Perplexity(
         pairs=len(pairs),
         pieces=pieces,

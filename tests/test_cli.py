@@ -105,9 +105,14 @@ def test_train_then_eval_prints_perplexities(runner: CliRunner, sample_path: Pat
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json",
         "metrics.json",
+        "metrics.jsonl",
         "model.pt",
         "tokenizer.model",
+        "training_curve.png",
     ]
+    assert (out / "training_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    history = json.loads((out / "metrics.json").read_text())["training"]["history"]
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == history
     again = runner.invoke(cli, args)
     assert again.exit_code == 2 and "--force" in again.stderr
     result = runner.invoke(cli, ["eval", "--model", str(out), str(sample_path), "--limit", "10"])

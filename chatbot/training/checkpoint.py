@@ -1,7 +1,8 @@
 """Checkpoint: the model directory format, and the only code that writes or reads model weights.
 
 A model directory holds ``config.json`` (format version and every config dataclass), ``model.pt`` (the weights),
-``tokenizer.model`` (sentencepiece) and ``metrics.json``. It is written to a temporary sibling directory and renamed
+``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever the trainer attaches (``metrics.jsonl``,
+``training_curve.png``). It is written to a temporary sibling directory and renamed
 into place, so a crash never leaves a half-written model where a good one is expected.
 """
 
@@ -12,6 +13,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,15 @@ class ModelBundle:
     data: DataConfig
 
 
-def save(directory: Path, bundle: ModelBundle, train: TrainConfig, metrics: dict[str, Any]) -> None:
-    """Write a model directory atomically, replacing any previous one at ``directory``."""
+def save(
+    directory: Path,
+    bundle: ModelBundle,
+    train: TrainConfig,
+    metrics: dict[str, Any],
+    attachments: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write a model directory atomically, replacing any previous one at ``directory``; ``attachments`` are extra
+    files (a training curve, a metrics log) that belong with the model."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -66,6 +75,8 @@ def save(directory: Path, bundle: ModelBundle, train: TrainConfig, metrics: dict
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         bundle.tokenizer.save(staging / "tokenizer.model")
         torch.save(bundle.model.state_dict(), staging / "model.pt")
+        for name, content in (attachments or {}).items():
+            (staging / name).write_bytes(content)
         _replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

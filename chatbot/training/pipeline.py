@@ -33,6 +33,7 @@ from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import Pair, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint
+from chatbot.training.curves import history_jsonl, plot_history
 from chatbot.training.trainer import Trainer, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def train_model_dir(
     metrics["cleaning"] = asdict(cleaning)
     metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
     model.cpu()  # a model directory always loads on the CPU; the user's --device only speeds up training
-    checkpoint.save(out, checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig(), data), train, metrics)
+    attachments = {"metrics.jsonl": history_jsonl(summary.history), "training_curve.png": plot_history(summary.history)}
+    bundle = checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig(), data)
+    checkpoint.save(out, bundle, train, metrics, attachments)
     return metrics
 
 

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from chatbot.config import TrainConfig
-from chatbot.evaluation import batches_nll, masked_nll
+from chatbot.evaluation import batches_nll, masked_nll, reference_words
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
 from chatbot.text.tokenizer import Tokenizer
@@ -76,6 +76,8 @@ class Trainer:
         self.dtype = autocast_dtype(config.precision, self.device)
         self._best_state = copy.deepcopy(model.state_dict())
         self._stalled = 0  # validations since the last improvement
+        self._valid_size = (0, 0)  # pieces and words of the validation set, counted once per fit
+        self._window_loss, self._window_pieces = 0.0, 0  # training loss since the last validation, piece-weighted
 
     def step(self, batch: Batch) -> tuple[float, int]:
         """One optimisation step; returns the mean (label-smoothed) loss per target piece and the piece count."""
@@ -94,15 +96,22 @@ class Trainer:
 
     def validate(self, batches: Sequence[Batch]) -> float:
         """Mean validation loss per piece (plain NLL, never smoothed)."""
+        return self._validation_nll(batches) / max(self._pieces(batches), 1)
+
+    def _validation_nll(self, batches: Sequence[Batch]) -> float:
         with self._autocast():
-            total, pieces = batches_nll(self.model, batches, self.tokenizer.pad_id)
-        return total / max(pieces, 1)
+            total, _ = batches_nll(self.model, batches, self.tokenizer.pad_id)
+        return total
+
+    def _pieces(self, batches: Sequence[Batch]) -> int:
+        return sum(int((batch.target_out != self.tokenizer.pad_id).sum()) for batch in batches)
 
     def fit(self, train: Sequence[EncodedPair], valid: Sequence[EncodedPair]) -> TrainSummary:
         """Train until the epochs, ``max_steps``, the time budget or the patience run out; leaves the best weights
         loaded."""
         rng = random.Random(self.config.seed)
         valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
+        self._valid_size = (self._pieces(valid_batches), reference_words(self.tokenizer, valid))
         summary, started = TrainSummary(), time.monotonic()
         for epoch in range(self.config.epochs):
             batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng)
@@ -127,6 +136,7 @@ class Trainer:
         )
         for index, batch in enumerate(progress):
             loss, pieces = self.step(batch)
+            self._window_loss, self._window_pieces = self._window_loss + loss * pieces, self._window_pieces + pieces
             summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
             summary.epochs = epoch + (index + 1) / len(batches)
             summary.seconds = time.monotonic() - started
@@ -134,7 +144,9 @@ class Trainer:
             progress.set_postfix(loss=f"{loss:.3f}", tokens_per_s=f"{speed:.0f}", refresh=False)
             stop = self._stop_reason(summary)
             if stop or index + 1 == len(batches) or self._validation_due(summary.steps):
-                early_stop = self._checkpoint(summary, loss, valid_batches)  # always runs: the last one counts
+                window_loss = self._window_loss / max(self._window_pieces, 1)
+                self._window_loss, self._window_pieces = 0.0, 0
+                early_stop = self._checkpoint(summary, window_loss, valid_batches)  # always runs: the last one counts
                 stop = stop or early_stop
             if stop:
                 return stop
@@ -156,8 +168,8 @@ class Trainer:
     def _record(self, summary: TrainSummary, train_loss: float, valid_batches: Sequence[Batch]) -> float | None:
         """Append a history entry, with the validation loss when there is validation data (which it returns).
 
-        Without validation data every checkpoint counts as the best, so the final weights are kept: one batch's
-        training loss is too noisy to choose a model by.
+        Without validation data every checkpoint counts as the best, so the final weights are kept: training loss
+        rewards memorising and is no signal to choose a model by.
         """
         entry: dict[str, Any] = {
             "step": summary.steps,
@@ -170,8 +182,14 @@ class Trainer:
         if not valid_batches:
             logger.info("progress (no validation data): %s", entry)
             return None
-        valid_loss = self.validate(valid_batches)
-        entry.update(valid_loss=round(valid_loss, 4), valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2))
+        total = self._validation_nll(valid_batches)
+        pieces, words = self._valid_size
+        valid_loss = total / max(pieces, 1)
+        entry.update(
+            valid_loss=round(valid_loss, 4),
+            valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2),
+            valid_word_ppl=round(math.exp(min(total / max(words, 1), 50.0)), 2),
+        )
         logger.info("validation: %s", entry)
         return valid_loss
 

@@ -146,3 +146,15 @@ def trainer_batches_for(tokenizer: Tokenizer, pairs):  # type: ignore[no-untyped
     from chatbot.text.batching import bucketed_batches
 
     return bucketed_batches(pairs, 8, tokenizer, rng=None)
+
+
+def test_validation_word_perplexity_matches_the_evaluation_module(sample_path: Path) -> None:
+    from chatbot.evaluation import perplexity
+
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    config = TrainConfig(epochs=1, batch_size=8, max_steps=3, precision="fp32")
+    summary = Trainer(model, tokenizer, config).fit(pairs, pairs[:12])
+    measured = perplexity(model, tokenizer, pairs[:12], batch_size=8)
+    assert summary.history[-1]["valid_word_ppl"] == round(measured.word_perplexity, 2)
+    assert summary.history[-1]["valid_token_ppl"] == round(measured.token_perplexity, 2)
