@@ -231,7 +231,18 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 )
 @click.option("--force", is_flag=True, help="Replace --out if it already holds a model.")
 @click.option("--epochs", type=click.IntRange(min=1), default=_field_default(TrainConfig, "epochs"))
-@click.option("--batch-size", type=click.IntRange(min=1), default=_field_default(TrainConfig, "batch_size"))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=_field_default(TrainConfig, "batch_size"),
+    help="Most pairs in a batch.",
+)
+@click.option(
+    "--batch-tokens",
+    type=click.IntRange(min=0),
+    default=_field_default(TrainConfig, "batch_tokens"),
+    help="Also cap each batch's padded source+target pieces (0: no cap), so long pairs get smaller batches.",
+)
 @click.option(
     "--learning-rate",
     type=click.FloatRange(min=0, min_open=True),

@@ -95,11 +95,13 @@ class ModelConfig(ModelShape):
 class TrainConfig:
     """How the trainer runs. ``max_steps``, ``time_budget_minutes`` and ``valid_every`` of 0 mean no limit / once
     per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively; ``device`` auto picks
-    CUDA when present, else the CPU. ``patience`` stops after that many validations without improvement (0: never);
+    CUDA when present, else the CPU. ``batch_tokens`` (0: no limit) also caps a batch's padded source and target
+    positions. ``patience`` stops after that many validations without improvement (0: never);
     ``lr_schedule`` is constant or plateau (halve the rate when validation stalls), after ``warmup_steps``."""
 
     epochs: int = 10
     batch_size: int = 64
+    batch_tokens: int = 0
     learning_rate: float = 1e-3
     clip_norm: float = 5.0
     seed: int = 0

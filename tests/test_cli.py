@@ -277,3 +277,14 @@ def test_training_options_are_stored_with_the_model(runner: CliRunner, sample_pa
         k: saved["train"][k] for k in ("label_smoothing", "weight_decay", "warmup_steps", "lr_schedule", "patience")
     } == {"label_smoothing": 0.1, "weight_decay": 0.01, "warmup_steps": 3, "lr_schedule": "plateau", "patience": 2}
     assert saved["data"] == {"dedupe": False, "min_reply_words": 1, "max_reply_words": 12}
+
+
+def test_token_budget_batches_train(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:
+    steps = {}
+    for budget in ("0", "200"):
+        out = tmp_path / f"model-{budget}"
+        args = ["train", str(sample_path), "--out", str(out), *TINY_TRAIN_ARGS, "--batch-tokens", budget]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        steps[budget] = json.loads((out / "metrics.json").read_text())["training"]["steps"]
+    assert steps["200"] > steps["0"]  # the budget splits the long pairs' batches

@@ -55,12 +55,36 @@ def collate(pairs: Sequence[EncodedPair], tokenizer: Tokenizer) -> Batch:
 
 
 def bucketed_batches(
-    pairs: Sequence[EncodedPair], batch_size: int, tokenizer: Tokenizer, rng: random.Random | None
+    pairs: Sequence[EncodedPair],
+    batch_size: int,
+    tokenizer: Tokenizer,
+    rng: random.Random | None,
+    max_tokens: int = 0,
 ) -> list[Batch]:
-    """Batches of similar source length. With ``rng``, ties and batch order are shuffled; without, fixed order."""
+    """Batches of similar source length, at most ``batch_size`` rows and, if set, ``max_tokens`` padded source and
+    target positions. With ``rng``, ties and batch order are shuffled; without, the order is fixed."""
     keys = [rng.random() if rng else 0.0 for _ in pairs]
     order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i].source), len(pairs[i].target), keys[i]))
-    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    chunks = _chunks(order, pairs, batch_size, max_tokens)
     if rng:
         rng.shuffle(chunks)
     return [collate([pairs[i] for i in chunk], tokenizer) for chunk in chunks]
+
+
+def _chunks(order: list[int], pairs: Sequence[EncodedPair], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Cut the length-sorted ``order`` into batches; a pair too long for the budget still gets a batch of its own."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    longest_source = longest_target = 0
+    for index in order:
+        source, target = len(pairs[index].source), len(pairs[index].target) + 1  # +1: bos or eos
+        wider_source, wider_target = max(longest_source, source), max(longest_target, target)
+        padded = (len(current) + 1) * (wider_source + wider_target)
+        if current and (len(current) == batch_size or (max_tokens and padded > max_tokens)):
+            chunks.append(current)
+            current, wider_source, wider_target = [], source, target
+        current.append(index)
+        longest_source, longest_target = wider_source, wider_target
+    if current:
+        chunks.append(current)
+    return chunks

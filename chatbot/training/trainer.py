@@ -114,7 +114,7 @@ class Trainer:
         self._valid_size = (self._pieces(valid_batches), reference_words(self.tokenizer, valid))
         summary, started = TrainSummary(), time.monotonic()
         for epoch in range(self.config.epochs):
-            batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng)
+            batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng, self.config.batch_tokens)
             stop = self._run_epoch(epoch, batches, valid_batches, summary, started)
             if stop:
                 summary.stopped_by = stop

@@ -43,3 +43,19 @@ def test_buckets_group_similar_lengths_and_cover_every_pair(tokenizer: Tokenizer
     assert widths == [1, 3, 8, 9]  # lengths (1,1), (2,3), (7,8), (9,9)
     padding = sum(int((batch.source == tokenizer.pad_id).sum()) for batch in batches)
     assert padding == 2
+
+
+def test_token_budget_caps_padded_positions_and_covers_every_pair(tokenizer: Tokenizer) -> None:
+    rng = random.Random(3)
+    lengths = [rng.randint(1, 30) for _ in range(200)]
+    pairs = [EncodedPair(tuple(range(4, 4 + n)), tuple(range(4, 4 + n // 2))) for n in lengths] + [
+        EncodedPair(tuple(range(4, 104)), (5,))  # a single pair longer than the budget
+    ]
+    batches = bucketed_batches(pairs, batch_size=16, tokenizer=tokenizer, rng=random.Random(0), max_tokens=120)
+    assert sum(batch.source.size(0) for batch in batches) == len(pairs)
+    for batch in batches:
+        rows, padded = batch.source.size(0), batch.source.numel() + batch.target_in.numel()
+        assert rows <= 16
+        assert padded <= 120 or rows == 1
+    assert any(batch.source.size(0) == 16 for batch in batches), "short pairs still fill whole batches"
+    assert sum(batch.source.size(0) == 1 for batch in batches) >= 1
