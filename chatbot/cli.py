@@ -99,6 +99,13 @@ def _field_default(cls: type, name: str) -> Any:
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
+def field_option(cls: type, name: str, kind: click.ParamType[Any], help_text: str | None = None) -> Callable[[FC], FC]:
+    """``--field-name`` for a config dataclass field: its default comes from the dataclass, so it lives in one place."""
+    return click.option(
+        f"--{name.replace('_', '-')}", name, type=kind, default=_field_default(cls, name), help=help_text
+    )
+
+
 @click.group(cls=ChatbotGroup, context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
 @click.version_option(__version__, prog_name=APP_NAME)
 @click.option(
@@ -230,123 +237,66 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory to write."
 )
 @click.option("--force", is_flag=True, help="Replace --out if it already holds a model.")
-@click.option("--epochs", type=click.IntRange(min=1), default=_field_default(TrainConfig, "epochs"))
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=_field_default(TrainConfig, "batch_size"),
-    help="Most pairs in a batch.",
+@field_option(TrainConfig, "epochs", click.IntRange(min=1))
+@field_option(TrainConfig, "batch_size", click.IntRange(min=1), "Most pairs in a batch.")
+@field_option(
+    TrainConfig,
+    "batch_tokens",
+    click.IntRange(min=0),
+    "Also cap each batch's padded source+target pieces (0: no cap), so long pairs get smaller batches.",
 )
-@click.option(
-    "--batch-tokens",
-    type=click.IntRange(min=0),
-    default=_field_default(TrainConfig, "batch_tokens"),
-    help="Also cap each batch's padded source+target pieces (0: no cap), so long pairs get smaller batches.",
-)
-@click.option(
-    "--learning-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=_field_default(TrainConfig, "learning_rate"),
-)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(min=0),
-    default=_field_default(TrainConfig, "max_steps"),
-    help="Stop after this many steps (0: no limit).",
-)
+@field_option(TrainConfig, "learning_rate", click.FloatRange(min=0, min_open=True))
+@field_option(TrainConfig, "max_steps", click.IntRange(min=0), "Stop after this many steps (0: no limit).")
 @click.option(
     "--time-budget",
     type=click.FloatRange(min=0),
     default=_field_default(TrainConfig, "time_budget_minutes"),
     help="Stop after this many minutes (0: no limit).",
 )
-@click.option(
-    "--valid-every",
-    type=click.IntRange(min=0),
-    default=_field_default(TrainConfig, "valid_every"),
-    help="Validate every N steps (0: each epoch).",
+@field_option(TrainConfig, "valid_every", click.IntRange(min=0), "Validate every N steps (0: each epoch).")
+@field_option(TrainConfig, "precision", click.Choice(PRECISIONS), "auto: bf16 autocast where the hardware supports it.")
+@field_option(
+    TrainConfig,
+    "label_smoothing",
+    click.FloatRange(0, 1, max_open=True),
+    "Spread this much of the target probability over the vocabulary (training loss only).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default=_field_default(TrainConfig, "precision"),
-    help="auto: bf16 autocast where the hardware supports it.",
+@field_option(TrainConfig, "weight_decay", click.FloatRange(min=0), "AdamW weight decay.")
+@field_option(
+    TrainConfig, "warmup_steps", click.IntRange(min=0), "Raise the learning rate linearly over this many steps."
 )
-@click.option(
-    "--label-smoothing",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=_field_default(TrainConfig, "label_smoothing"),
-    help="Spread this much of the target probability over the vocabulary (training loss only).",
+@field_option(
+    TrainConfig,
+    "lr_schedule",
+    click.Choice(LR_SCHEDULES),
+    "After warmup: constant, or plateau (halve the rate whenever validation does not improve).",
 )
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=_field_default(TrainConfig, "weight_decay"))
-@click.option(
-    "--warmup-steps",
-    type=click.IntRange(min=0),
-    default=_field_default(TrainConfig, "warmup_steps"),
-    help="Raise the learning rate linearly over this many steps.",
+@field_option(
+    TrainConfig,
+    "patience",
+    click.IntRange(min=0),
+    "Stop after this many validations without improvement (0: never stop early).",
 )
-@click.option(
-    "--lr-schedule",
-    type=click.Choice(LR_SCHEDULES),
-    default=_field_default(TrainConfig, "lr_schedule"),
-    help="After warmup: constant, or plateau (halve the rate whenever validation does not improve).",
-)
-@click.option(
-    "--patience",
-    type=click.IntRange(min=0),
-    default=_field_default(TrainConfig, "patience"),
-    help="Stop after this many validations without improvement (0: never stop early).",
-)
-@click.option(
-    "--device",
-    default=_field_default(TrainConfig, "device"),
-    help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1...",
-)
-@click.option("--seed", type=int, default=_field_default(TrainConfig, "seed"))
-@click.option("--vocab-size", type=click.IntRange(min=50), default=_field_default(TokenizerConfig, "vocab_size"))
-@click.option("--embedding-size", type=click.IntRange(min=1), default=_field_default(ModelShape, "embedding_size"))
-@click.option("--hidden-size", type=click.IntRange(min=1), default=_field_default(ModelShape, "hidden_size"))
-@click.option("--encoder-layers", type=click.IntRange(min=1), default=_field_default(ModelShape, "encoder_layers"))
-@click.option("--decoder-layers", type=click.IntRange(min=1), default=_field_default(ModelShape, "decoder_layers"))
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_field_default(ModelShape, "dropout"))
-@click.option(
-    "--attention",
-    type=click.Choice(ATTENTION_SCORES),
-    default=_field_default(ModelShape, "attention"),
-    help="Luong attention score.",
-)
-@click.option(
-    "--history-turns",
-    type=click.IntRange(min=1),
-    default=_field_default(ContextConfig, "history_turns"),
-    help="Turns of context the model sees.",
-)
-@click.option(
-    "--max-source-tokens",
-    type=click.IntRange(min=1),
-    default=_field_default(ContextConfig, "max_source_tokens"),
-)
-@click.option(
-    "--max-target-tokens",
-    type=click.IntRange(min=2),
-    default=_field_default(ContextConfig, "max_target_tokens"),
-)
+@field_option(TrainConfig, "device", click.STRING, "auto (CUDA if present, else CPU), cpu, cuda, cuda:1...")
+@field_option(TrainConfig, "seed", click.INT)
+@field_option(TokenizerConfig, "vocab_size", click.IntRange(min=50))
+@field_option(ModelShape, "embedding_size", click.IntRange(min=1))
+@field_option(ModelShape, "hidden_size", click.IntRange(min=1))
+@field_option(ModelShape, "encoder_layers", click.IntRange(min=1))
+@field_option(ModelShape, "decoder_layers", click.IntRange(min=1))
+@field_option(ModelShape, "dropout", click.FloatRange(0, 1, max_open=True))
+@field_option(ModelShape, "attention", click.Choice(ATTENTION_SCORES), "Luong attention score.")
+@field_option(ContextConfig, "history_turns", click.IntRange(min=1), "Turns of context the model sees.")
+@field_option(ContextConfig, "max_source_tokens", click.IntRange(min=1), "Context pieces kept (the latest).")
+@field_option(ContextConfig, "max_target_tokens", click.IntRange(min=2), "Reply pieces kept, end included.")
 @click.option(
     "--dedupe/--keep-duplicates",
     default=_field_default(DataConfig, "dedupe"),
     help="Drop exact duplicate pairs, and held-out pairs that also occur in train.",
 )
-@click.option(
-    "--min-reply-words",
-    type=click.IntRange(min=0),
-    default=_field_default(DataConfig, "min_reply_words"),
-    help="Drop pairs whose reply has fewer words.",
-)
-@click.option(
-    "--max-reply-words",
-    type=click.IntRange(min=0),
-    default=_field_default(DataConfig, "max_reply_words"),
-    help="Drop pairs whose reply has more words (0: no limit).",
+@field_option(DataConfig, "min_reply_words", click.IntRange(min=0), "Drop pairs whose reply has fewer words.")
+@field_option(
+    DataConfig, "max_reply_words", click.IntRange(min=0), "Drop pairs whose reply has more words (0: no limit)."
 )
 @threads_option()
 def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **options: Any) -> None:
