@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from chatbot.corpora.files import reading
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import ChatbotError, DataError
@@ -89,12 +90,10 @@ def _read_packaged(files: list[Path]) -> Iterator[Conversation]:
 
 def _load_entries(path: Path) -> list[Any]:
     """The ``conversations`` list of a file; unreadable text or malformed YAML raises DataError."""
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text ({error.reason})") from error
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror}") from error
+        document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise _yaml_error(path, error) from error
     conversations = document.get("conversations") if isinstance(document, dict) else None

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from chatbot.corpora.files import reading
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
 from chatbot.text.normalize import normalize_text
@@ -24,15 +25,10 @@ from chatbot.text.normalize import normalize_text
 
 def read_jsonl(path: Path) -> Iterator[Conversation]:
     """Yield the conversations of a JSONL file; a malformed line raises DataError naming file and line."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield _parse_line(path, number, line)
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text ({error.reason})") from error
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror}") from error
+    with reading(path), path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield _parse_line(path, number, line)
 
 
 def _parse_line(path: Path, number: int, line: str) -> Conversation:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from chatbot.corpora.files import reading
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
@@ -23,14 +24,10 @@ def read_pairs_table(path: Path) -> Iterator[Conversation]:
     """Yield each row as a two-turn conversation; a malformed row raises DataError naming file and line."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with reading(path), path.open(encoding="utf-8", newline="") as handle:
             yield from _rows(path, handle, delimiter)
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text ({error.reason})") from error
     except csv.Error as error:
         raise DataError(path, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {error}") from error
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror}") from error
 
 
 def _rows(path: Path, handle: TextIO, delimiter: str) -> Iterator[Conversation]:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from chatbot.corpora.files import reading
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
@@ -43,12 +44,10 @@ def read_telegram_export(path: Path, session_gap_minutes: float = 60.0) -> Itera
 
 
 def _load_json(path: Path) -> Any:
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text ({error.reason})") from error
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror}") from error
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(path, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from error
 
