@@ -76,7 +76,7 @@ class Trainer:
         self.dtype = autocast_dtype(config.precision, self.device)
         self._best_state = copy.deepcopy(model.state_dict())
         self._stalled = 0  # validations since the last improvement
-        self._valid_size = (0, 0)  # pieces and words of the validation set, counted once per fit
+        self._valid_words = 0  # words of the validation replies, counted once per fit
         self._window_loss, self._window_pieces = 0.0, 0  # training loss since the last validation, piece-weighted
 
     def step(self, batch: Batch) -> tuple[float, int]:
@@ -96,22 +96,20 @@ class Trainer:
 
     def validate(self, batches: Sequence[Batch]) -> float:
         """Mean validation loss per piece (plain NLL, never smoothed)."""
-        return self._validation_nll(batches) / max(self._pieces(batches), 1)
+        total, pieces = self._validation_nll(batches)
+        return total / max(pieces, 1)
 
-    def _validation_nll(self, batches: Sequence[Batch]) -> float:
+    def _validation_nll(self, batches: Sequence[Batch]) -> tuple[float, int]:
+        """Total NLL and piece count over the validation batches."""
         with self._autocast():
-            total, _ = batches_nll(self.model, batches, self.tokenizer.pad_id)
-        return total
-
-    def _pieces(self, batches: Sequence[Batch]) -> int:
-        return sum(int((batch.target_out != self.tokenizer.pad_id).sum()) for batch in batches)
+            return batches_nll(self.model, batches, self.tokenizer.pad_id)
 
     def fit(self, train: Sequence[EncodedPair], valid: Sequence[EncodedPair]) -> TrainSummary:
         """Train until the epochs, ``max_steps``, the time budget or the patience run out; leaves the best weights
         loaded."""
         rng = random.Random(self.config.seed)
         valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
-        self._valid_size = (self._pieces(valid_batches), reference_words(self.tokenizer, valid))
+        self._valid_words = reference_words(self.tokenizer, valid)
         summary, started = TrainSummary(), time.monotonic()
         for epoch in range(self.config.epochs):
             batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng, self.config.batch_tokens)
@@ -182,13 +180,12 @@ class Trainer:
         if not valid_batches:
             logger.info("progress (no validation data): %s", entry)
             return None
-        total = self._validation_nll(valid_batches)
-        pieces, words = self._valid_size
+        total, pieces = self._validation_nll(valid_batches)
         valid_loss = total / max(pieces, 1)
         entry.update(
             valid_loss=round(valid_loss, 4),
             valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2),
-            valid_word_ppl=round(math.exp(min(total / max(words, 1), 50.0)), 2),
+            valid_word_ppl=round(math.exp(min(total / max(self._valid_words, 1), 50.0)), 2),
         )
         logger.info("validation: %s", entry)
         return valid_loss

@@ -14,13 +14,18 @@ from chatbot.config import ContextConfig, DataConfig, ModelConfig, TokenizerConf
 from chatbot.corpora import load_corpus
 from chatbot.errors import ChatbotError, DataError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.text.batching import encode_pair
+from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
 from chatbot.text.pairs import split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training.pipeline import train_model_dir
 from chatbot.training.trainer import Trainer, autocast_dtype
 
 from ..conftest import TINY_SHAPE, TINY_TOKENIZER
+
+
+def batches_of(tokenizer: Tokenizer, pairs: list[EncodedPair]) -> list[Batch]:
+    """Fixed-order batches of 8, as the trainer builds its validation batches."""
+    return bucketed_batches(pairs, 8, tokenizer, rng=None)
 
 
 def train_tiny(sources: list[str], out: Path, train: TrainConfig, report: Callable[[str], None]) -> dict[str, Any]:
@@ -52,13 +57,7 @@ def test_loss_falls_and_max_steps_stops(sample_path: Path) -> None:
     losses = [entry["valid_loss"] for entry in summary.history]
     assert losses[-1] < losses[0] - 1.0
     assert summary.best_valid_loss == pytest.approx(min(losses), abs=1e-3)
-    assert trainer.validate(trainer_batches(trainer, pairs[:16])) == pytest.approx(summary.best_valid_loss, abs=1e-3)
-
-
-def trainer_batches(trainer: Trainer, pairs):  # type: ignore[no-untyped-def]
-    from chatbot.text.batching import bucketed_batches
-
-    return bucketed_batches(pairs, trainer.config.batch_size, trainer.tokenizer, rng=None)
+    assert trainer.validate(batches_of(tokenizer, pairs[:16])) == pytest.approx(summary.best_valid_loss, abs=1e-3)
 
 
 def test_training_is_reproducible_with_a_seed(sample_path: Path, tmp_path: Path) -> None:
@@ -122,7 +121,7 @@ def test_patience_stops_a_run_that_no_longer_improves(sample_path: Path) -> None
 
 def test_label_smoothing_raises_the_training_loss_but_not_the_validation_loss(sample_path: Path) -> None:
     tokenizer, pairs = encoded_sample(sample_path)
-    batches = trainer_batches_for(tokenizer, pairs[:8])
+    batches = batches_of(tokenizer, pairs[:8])
     losses = {}
     for smoothing in (0.0, 0.2):
         torch.manual_seed(0)
@@ -140,12 +139,6 @@ def test_history_records_the_scheduled_learning_rate(sample_path: Path) -> None:
     config = TrainConfig(epochs=1, batch_size=8, warmup_steps=4, valid_every=2, max_steps=4, precision="fp32")
     summary = Trainer(model, tokenizer, config).fit(pairs, pairs[:8])
     assert [entry["learning_rate"] for entry in summary.history] == pytest.approx([6.25e-4, 1e-3])
-
-
-def trainer_batches_for(tokenizer: Tokenizer, pairs):  # type: ignore[no-untyped-def]
-    from chatbot.text.batching import bucketed_batches
-
-    return bucketed_batches(pairs, 8, tokenizer, rng=None)
 
 
 def test_validation_word_perplexity_matches_the_evaluation_module(sample_path: Path) -> None:
