@@ -10,6 +10,7 @@ import dataclasses
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +22,10 @@ import platformdirs
 from chatbot import __version__
 from chatbot.config import (
     ATTENTION_SCORES,
+    CELLS,
     LR_SCHEDULES,
     PRECISIONS,
+    SAMPLING_SCHEDULES,
     ContextConfig,
     DataConfig,
     ModelShape,
@@ -104,6 +107,12 @@ def field_option(cls: type, name: str, kind: click.ParamType[Any], help_text: st
     return click.option(
         f"--{name.replace('_', '-')}", name, type=kind, default=_field_default(cls, name), help=help_text
     )
+
+
+def field_flag(cls: type, name: str, off: str, help_text: str) -> Callable[[FC], FC]:
+    """``--field-name/--OFF`` for a boolean config dataclass field, its default from the dataclass."""
+    flag = name.replace("_", "-")
+    return click.option(f"--{flag}/--{off}", name, default=_field_default(cls, name), help=help_text)
 
 
 @click.group(cls=ChatbotGroup, context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
@@ -236,7 +245,21 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory to write."
 )
-@click.option("--force", is_flag=True, help="Replace --out if it already holds a model.")
+@click.option(
+    "--force", is_flag=True, help="Replace --out if it already holds a model, and discard an unfinished run there."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the unfinished run for --out from OUT.partial/ (saved at every validation and every "
+    "--checkpoint-every steps), with the same data and settings; it ends with the weights an uninterrupted run "
+    "would have. --epochs, --max-steps, --time-budget, --patience and --device may change.",
+)
+@click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also log every validation's metrics to this TensorBoard directory (needs chatbot[tensorboard]).",
+)
 @field_option(TrainConfig, "epochs", click.IntRange(min=1))
 @field_option(TrainConfig, "batch_size", click.IntRange(min=1), "Most pairs in a batch.")
 @field_option(
@@ -254,7 +277,34 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     help="Stop after this many minutes (0: no limit).",
 )
 @field_option(TrainConfig, "valid_every", click.IntRange(min=0), "Validate every N steps (0: each epoch).")
-@field_option(TrainConfig, "precision", click.Choice(PRECISIONS), "auto: bf16 autocast where the hardware supports it.")
+@field_option(
+    TrainConfig,
+    "precision",
+    click.Choice(PRECISIONS),
+    "auto: bf16 autocast where the hardware does bf16 natively (fp16 with loss scaling on older GPUs), else fp32.",
+)
+@field_option(
+    TrainConfig,
+    "scheduled_sampling",
+    click.Choice(SAMPLING_SCHEDULES),
+    "Feed the decoder some of its own predictions, more as training goes on (linear or inverse_sigmoid decay of "
+    "the teacher-forcing ratio).",
+)
+@field_option(
+    TrainConfig,
+    "sampling_decay_steps",
+    click.IntRange(min=1),
+    "Steps over which the teacher-forcing ratio decays (inverse_sigmoid is halfway at half of them).",
+)
+@field_option(
+    TrainConfig, "min_teacher_forcing", click.FloatRange(0, 1), "The teacher-forcing ratio never falls below this."
+)
+@field_option(
+    TrainConfig,
+    "checkpoint_every",
+    click.IntRange(min=0),
+    "Also save the resumable state every N steps (0: at validations only).",
+)
 @field_option(
     TrainConfig,
     "label_smoothing",
@@ -285,21 +335,37 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
 @field_option(ModelShape, "encoder_layers", click.IntRange(min=1))
 @field_option(ModelShape, "decoder_layers", click.IntRange(min=1))
 @field_option(ModelShape, "dropout", click.FloatRange(0, 1, max_open=True))
-@field_option(ModelShape, "attention", click.Choice(ATTENTION_SCORES), "Luong attention score.")
+@field_option(
+    ModelShape,
+    "attention",
+    click.Choice(ATTENTION_SCORES),
+    "Luong's dot, general or concat (attention after the decoder step: whole-reply teacher forcing), or "
+    "Bahdanau's additive (before the step; teacher forcing loops over positions).",
+)
+@field_option(ModelShape, "cell", click.Choice(CELLS), "Recurrent cell of encoder and decoder.")
+@field_flag(ModelShape, "bidirectional", "unidirectional", "Read the context in both directions.")
+@field_flag(ModelShape, "tie_embeddings", "no-tie-embeddings", "Decoder output projection reuses its input embedding.")
+@field_flag(ModelShape, "share_embeddings", "no-share-embeddings", "Encoder and decoder share one embedding.")
 @field_option(ContextConfig, "history_turns", click.IntRange(min=1), "Turns of context the model sees.")
 @field_option(ContextConfig, "max_source_tokens", click.IntRange(min=1), "Context pieces kept (the latest).")
 @field_option(ContextConfig, "max_target_tokens", click.IntRange(min=2), "Reply pieces kept, end included.")
-@click.option(
-    "--dedupe/--keep-duplicates",
-    default=_field_default(DataConfig, "dedupe"),
-    help="Drop exact duplicate pairs, and held-out pairs that also occur in train.",
+@field_flag(
+    DataConfig, "dedupe", "keep-duplicates", "Drop exact duplicate pairs, and held-out pairs that also occur in train."
 )
 @field_option(DataConfig, "min_reply_words", click.IntRange(min=0), "Drop pairs whose reply has fewer words.")
 @field_option(
     DataConfig, "max_reply_words", click.IntRange(min=0), "Drop pairs whose reply has more words (0: no limit)."
 )
 @threads_option()
-def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **options: Any) -> None:
+def train(
+    data: tuple[str, ...],
+    from_db: str | None,
+    out: Path,
+    force: bool,
+    resume: bool,
+    tensorboard: Path | None,
+    **options: Any,
+) -> None:
     """Train a model on dialogue logs and write a self-contained model directory to --out.
 
     Each DATA is a file or a corpus: .jsonl conversations (one JSON object per line: {"id": ..., "turns":
@@ -308,13 +374,19 @@ def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **
     chatterbot:english (chatterbot:LANGUAGE[/TOPIC]). Conversations are split into train/valid/test by a hash of
     their id; the directory holds weights, tokenizer, config and metrics. A malformed file stops training before
     it starts, naming the file and line.
+
+    Scale out with torchrun: `torchrun --nproc-per-node N $(which chatbot) train ...` runs one DDP process per
+    CPU share or GPU; each trains on its share of every epoch's batches, and rank 0 writes the model.
     """
-    from chatbot.training.pipeline import train_model_dir
+    from chatbot.training.distributed import World, leave
+    from chatbot.training.pipeline import RunOptions, train_model_dir
 
     sources = (*data, from_db) if from_db else data
     if not sources:
         raise click.UsageError("name at least one DATA source or --from-db URL")
-    if out.exists() and any(out.iterdir()) and not force:
+    if resume and force:
+        raise click.UsageError("--resume continues the unfinished run and --force discards it: pass one of them")
+    if out.exists() and any(out.iterdir()) and not (force or resume):
         raise ChatbotError(f"{out} already exists and is not empty; pass --force to replace it")
     _set_threads(options.pop("threads"))
     shape = ModelShape(**{f.name: options.pop(f.name) for f in dataclasses.fields(ModelShape)})
@@ -323,9 +395,15 @@ def train(data: tuple[str, ...], from_db: str | None, out: Path, force: bool, **
     data_config = DataConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(DataConfig)})
     options["time_budget_minutes"] = options.pop("time_budget")
     config = TrainConfig(**options)
-    metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report)
-    summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
-    click.echo(json.dumps({"model": str(out), **summary}, indent=2))
+    world = World.from_environment(os.environ)
+    run = RunOptions(resume=resume, restart=force, tensorboard=tensorboard, world=world)
+    try:
+        metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report, run)
+    finally:
+        leave(world)
+    if world.is_main:
+        summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
+        click.echo(json.dumps({"model": str(out), **summary}, indent=2))
 
 
 @cli.command("eval")

@@ -19,9 +19,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ATTENTION_SCORES = ("dot", "general", "concat")
-PRECISIONS = ("auto", "fp32", "bf16")
+ATTENTION_SCORES = ("dot", "general", "concat", "additive")
+CELLS = ("gru", "lstm")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "plateau")
+SAMPLING_SCHEDULES = ("off", "linear", "inverse_sigmoid")
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The user-chosen sizes of the network; ModelConfig adds what the trained tokenizer decides."""
+    """The user-chosen shape of the network; ModelConfig adds what the trained tokenizer decides.
+
+    ``attention`` dot, general and concat are Luong's (attention after the decoder RNN step); additive is
+    Bahdanau's (attention before it, from the previous state). ``tie_embeddings`` makes the decoder's output
+    projection reuse its input embedding matrix; ``share_embeddings`` gives encoder and decoder one embedding.
+    """
 
     embedding_size: int = 256
     hidden_size: int = 256
@@ -75,10 +82,18 @@ class ModelShape:
     decoder_layers: int = 1
     dropout: float = 0.1
     attention: str = "general"
+    cell: str = "gru"
+    bidirectional: bool = True
+    tie_embeddings: bool = False
+    share_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_SCORES:
             raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_SCORES)}, not {self.attention!r}")
+        if self.cell not in CELLS:
+            raise ChatbotError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ChatbotError("dropout must be in [0, 1)")
         if min(self.embedding_size, self.hidden_size, self.encoder_layers, self.decoder_layers) < 1:
             raise ChatbotError("model sizes and layer counts must be positive")
 
@@ -97,7 +112,10 @@ class TrainConfig:
     per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively; ``device`` auto picks
     CUDA when present, else the CPU. ``batch_tokens`` (0: no limit) also caps a batch's padded source and target
     positions. ``patience`` stops after that many validations without improvement (0: never);
-    ``lr_schedule`` is constant or plateau (halve the rate when validation stalls), after ``warmup_steps``."""
+    ``lr_schedule`` is constant or plateau (halve the rate when validation stalls), after ``warmup_steps``.
+    ``scheduled_sampling`` lowers the teacher-forcing ratio from 1 towards ``min_teacher_forcing`` over about
+    ``sampling_decay_steps`` steps (see training/sampling.py). ``checkpoint_every`` saves the resumable training
+    state every N steps besides each validation (0: at validations only)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -115,8 +133,18 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_schedule: str = "constant"
     patience: int = 0
+    scheduled_sampling: str = "off"
+    sampling_decay_steps: int = 10_000
+    min_teacher_forcing: float = 0.5
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        if self.scheduled_sampling not in SAMPLING_SCHEDULES:
+            raise ChatbotError(
+                f"scheduled_sampling must be one of {', '.join(SAMPLING_SCHEDULES)}, not {self.scheduled_sampling!r}"
+            )
+        if not 0.0 <= self.min_teacher_forcing <= 1.0 or self.sampling_decay_steps < 1:
+            raise ChatbotError("min_teacher_forcing must be in [0, 1] and sampling_decay_steps at least 1")
         if self.epochs < 1 or self.batch_size < 1:
             raise ChatbotError("epochs and batch size must be at least 1")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -1,7 +1,9 @@
-"""Luong attention: how strongly each decoder position looks at each context position.
+"""Attention: how strongly each decoder position looks at each context position.
 
-Three scores (Luong et al. 2015): ``dot`` (q·m), ``general`` (q·Wm) and ``concat`` (v·tanh(W[q; m])). The memory
-side of the score does not change while decoding, so ``keys`` computes it once per reply.
+Luong et al. (2015) scores: ``dot`` (q·m), ``general`` (q·Wm) and ``concat`` (v·tanh(W[q; m])). Bahdanau et al.'s
+(2015) ``additive`` score, v·tanh(Uq + Wm), is the same function as concat; what makes it Bahdanau's is where the
+decoder asks (before its RNN step, with the previous state: see decoder.py). The memory side of the score does not
+change while decoding, so ``keys`` computes it once per reply.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ class Attention(nn.Module):
         super().__init__()
         self.score = score
         self.memory_projection = nn.Linear(hidden_size, hidden_size, bias=False) if score != "dot" else None
-        self.query_projection = nn.Linear(hidden_size, hidden_size) if score == "concat" else None
-        self.vector = nn.Linear(hidden_size, 1, bias=False) if score == "concat" else None
+        additive = score in ("concat", "additive")
+        self.query_projection = nn.Linear(hidden_size, hidden_size) if additive else None
+        self.vector = nn.Linear(hidden_size, 1, bias=False) if additive else None
 
     def keys(self, memory: torch.Tensor) -> torch.Tensor:
         """The memory side of the score: (batch, src_len, hidden) -> (batch, src_len, hidden)."""
@@ -37,6 +40,7 @@ class Attention(nn.Module):
     def _scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         if self.query_projection is None or self.vector is None:
             return torch.bmm(query, keys.transpose(1, 2))  # dot and general
+        # concat and additive: v·tanh(Uq + Wm)
         mixed = torch.tanh(self.query_projection(query).unsqueeze(2) + keys.unsqueeze(1))  # (b, tgt, src, hidden)
         scores: torch.Tensor = self.vector(mixed).squeeze(-1)  # (batch, tgt_len, src_len)
         return scores

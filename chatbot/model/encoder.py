@@ -1,9 +1,10 @@
-"""Encoder: embeds the context pieces and reads them with a bidirectional GRU that padding cannot disturb.
+"""Encoder: embeds the context pieces and reads them with a bidirectional RNN that padding cannot disturb.
 
 A plain ``nn.GRU(bidirectional=True)`` over right-padded rows starts its backward direction on the padding, so a
 context encodes differently alone than in a batch with a longer one. ``pack_padded_sequence`` fixes that but ran
-slower on CPU here. Instead each direction is its own GRU over dense tensors: the backward one reads every row
-reversed *within its length*, which keeps the padding at the end, where it cannot reach a real position.
+slower on CPU here. Instead each direction is its own RNN (GRU or LSTM) over dense tensors: the backward one
+reads every row reversed *within its length*, which keeps the padding at the end, where it cannot reach a real
+position. With ``bidirectional`` off only the forward RNNs exist.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from chatbot.config import ModelConfig
+from chatbot.model.rnn import make_rnn, state_size
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -26,46 +28,52 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 
 
 class Encoder(nn.Module):
-    """A bidirectional GRU whose two directions are joined into one ``hidden_size`` vector per position.
+    """An RNN, bidirectional by default, whose directions are joined into one ``hidden_size`` vector per position.
 
     It also turns its final states into the decoder's initial state (the "bridge"), so the decoder may have a
-    different number of layers than the encoder.
+    different number of layers, or another cell, than the encoder.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.pad_id = config.pad_id
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_id)
-        sizes = [config.embedding_size] + [2 * config.hidden_size] * (config.encoder_layers - 1)
-        self.forward_layers = nn.ModuleList(nn.GRU(size, config.hidden_size, batch_first=True) for size in sizes)
-        self.backward_layers = nn.ModuleList(nn.GRU(size, config.hidden_size, batch_first=True) for size in sizes)
-        self.join_directions = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        self.bridge = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        width = (2 if config.bidirectional else 1) * config.hidden_size  # one position's output, directions joined
+        sizes = [config.embedding_size] + [width] * (config.encoder_layers - 1)
+        self.forward_layers = nn.ModuleList(make_rnn(config.cell, size, config.hidden_size) for size in sizes)
+        self.backward_layers = nn.ModuleList(
+            make_rnn(config.cell, size, config.hidden_size) for size in (sizes if config.bidirectional else [])
+        )
+        self.join_directions = nn.Linear(width, config.hidden_size)
+        self.bridge = nn.Linear(width, state_size(config.cell, config.hidden_size))
         self.dropout = nn.Dropout(config.dropout)
         self.decoder_layers = config.decoder_layers
+        self.hidden_size = config.hidden_size
 
     def forward(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode ``source`` (batch, src_len) into memory (batch, src_len, hidden) and the decoder's initial
-        state (decoder_layers, batch, hidden)."""
+        state (decoder_layers, batch, state_size)."""
         lengths = (source != self.pad_id).sum(dim=1).clamp(min=1)  # (batch,)
         states = self.dropout(self.embedding(source))  # (batch, src_len, emb)
-        for index, (forward_rnn, backward_rnn) in enumerate(
-            zip(self.forward_layers, self.backward_layers, strict=True)
-        ):
+        for index, forward_rnn in enumerate(self.forward_layers):
             if index:
                 states = self.dropout(states)
             ahead, _ = forward_rnn(states)  # (batch, src_len, hidden)
-            behind, _ = backward_rnn(reverse_within_length(states, lengths))
+            if not self.backward_layers:
+                states = ahead
+                continue
+            behind, _ = self.backward_layers[index](reverse_within_length(states, lengths))
             states = torch.cat([ahead, reverse_within_length(behind, lengths)], dim=-1)  # (batch, src_len, 2*hidden)
         memory = torch.tanh(self.join_directions(states))  # (batch, src_len, hidden)
         return memory, self._initial_state(states, lengths)
 
     def _initial_state(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The forward direction's state at each row's last real position and the backward one's at position 0,
-        bridged to (decoder_layers, batch, hidden)."""
-        hidden = states.size(-1) // 2
+        """The forward direction's output at each row's last real position (and the backward one's at position 0),
+        bridged to (decoder_layers, batch, state_size)."""
+        hidden = self.hidden_size
         rows = torch.arange(states.size(0), device=states.device)
-        last_forward = states[rows, lengths - 1, :hidden]  # (batch, hidden)
-        first_backward = states[:, 0, hidden:]  # (batch, hidden)
-        initial = torch.tanh(self.bridge(torch.cat([last_forward, first_backward], dim=-1)))  # (batch, hidden)
+        summary = states[rows, lengths - 1, :hidden]  # (batch, hidden): the forward direction has read everything
+        if self.backward_layers:
+            summary = torch.cat([summary, states[:, 0, hidden:]], dim=-1)  # (batch, 2*hidden)
+        initial = torch.tanh(self.bridge(summary))  # (batch, state_size)
         return initial.unsqueeze(0).repeat(self.decoder_layers, 1, 1).contiguous()

@@ -19,7 +19,7 @@ class Encoded:
     memory: torch.Tensor  # (batch, src_len, hidden)
     keys: torch.Tensor  # (batch, src_len, hidden): the attention's memory-side projection
     mask: torch.Tensor  # (batch, src_len), True at real tokens
-    hidden: torch.Tensor  # (decoder_layers, batch, hidden): the decoder's initial state
+    hidden: torch.Tensor  # (decoder_layers, batch, state_size): the decoder's initial state (see rnn.py)
 
     def select(self, rows: torch.Tensor) -> Encoded:
         """Keep only the batch rows ``rows`` (search drops finished replies or repeats rows for beams)."""
@@ -27,13 +27,21 @@ class Encoded:
 
 
 class Seq2Seq(nn.Module):
-    """An attention encoder-decoder over subword ids; ``forward`` gives teacher-forced logits."""
+    """An attention encoder-decoder over subword ids; ``forward`` gives teacher-forced logits.
+
+    With ``share_embeddings`` the decoder reads the encoder's embedding module (one vocabulary serves both sides);
+    the state dict then names the one matrix under both modules, and loading restores the sharing.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        if config.share_embeddings:
+            self.decoder.embedding = self.encoder.embedding
+            if config.tie_embeddings:
+                self.decoder.output.weight = self.encoder.embedding.weight
 
     def encode(self, source: torch.Tensor) -> Encoded:
         """source (batch, src_len) of ids, right-padded with ``pad_id``."""

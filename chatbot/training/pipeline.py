@@ -2,14 +2,17 @@
 
 Steps: read every source (a bad line fails here, before any work), split by conversation, train the tokenizer on
 the training side only, encode pairs, train, measure held-out perplexity, and save the directory atomically.
+While it trains, the unfinished run lives in ``OUT.partial`` (training/resume.py) so ``--resume`` can continue it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,24 @@ from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import Pair, split_pairs
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training import checkpoint
+from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
+from chatbot.training.distributed import World
+from chatbot.training.metrics_log import MetricsLog
 from chatbot.training.trainer import Trainer, resolve_device
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this invocation runs, beyond what the model directory records: continue the unfinished run
+    (``resume``) or discard it (``restart``), log to TensorBoard, and this process's place under torchrun."""
+
+    resume: bool = False
+    restart: bool = False
+    tensorboard: Path | None = None
+    world: World = field(default_factory=World)
 
 
 def train_model_dir(
@@ -48,31 +64,78 @@ def train_model_dir(
     data: DataConfig,
     train: TrainConfig,
     report: Callable[[str], None],
+    options: RunOptions = RunOptions(),
 ) -> dict[str, Any]:
-    """Train a model on ``sources`` and write it to ``out``; returns the metrics written beside it."""
+    """Train a model on ``sources`` and write it to ``out``; returns the metrics written beside it (on rank 0;
+    other torchrun ranks return an empty dict)."""
+    world = options.world
+    say = report if world.is_main else _silent
     torch.manual_seed(train.seed)
     splits, cleaning = clean_splits(split_pairs(load_corpora(sources), context.history_turns), data)
-    report(corpus_statistics(splits))
-    report(f"cleaning: {cleaning.describe()}")
+    say(corpus_statistics(splits))
+    say(f"cleaning: {cleaning.describe()}")
     if not splits["train"]:
         raise ChatbotError("no training pairs: the data has no conversation with two or more turns")
-    tokenizer = Tokenizer.train(_tokenizer_texts(splits["train"]), tokenizer_config)
+    run = {"sources": list(sources), "model": asdict(shape), "tokenizer": asdict(tokenizer_config)}
+    run.update(context=asdict(context), data=asdict(data), train=asdict(train))
+    partial = resume.partial_dir(out)
+    tokenizer, state = _open_run(partial, run, splits["train"], tokenizer_config, options)
     encoded = {name: [encode_pair(pair, tokenizer, context) for pair in pairs] for name, pairs in splits.items()}
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, **asdict(shape)))
-    device = resolve_device(train.device)
+    device = (
+        distributed.join(world, resolve_device(train.device)) if world.distributed else resolve_device(train.device)
+    )
     model.to(device)
     parameters = sum(p.numel() for p in model.parameters())
-    report(f"model: {parameters:,} parameters, vocabulary {tokenizer.vocab_size}, training on {device}")
-    trainer = Trainer(model, tokenizer, train)
-    summary = trainer.fit(encoded["train"], encoded["valid"])
+    say(f"model: {parameters:,} parameters, vocabulary {tokenizer.vocab_size}, training on {device} x {world.size}")
+    trainer = Trainer(model, tokenizer, train, world)
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(_metrics_log(partial, state, options)) if world.is_main else None
+        save = functools.partial(resume.save_state, partial)
+        summary = trainer.fit(encoded["train"], encoded["valid"], state, save, log.record if log else None)
+    if not world.is_main:
+        distributed.barrier(world)  # rank 0 evaluates and writes the model meanwhile
+        return {}
     metrics: dict[str, Any] = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
-    metrics["cleaning"] = asdict(cleaning)
+    metrics.update(cleaning=asdict(cleaning), processes=world.size)
     metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
     model.cpu()  # a model directory always loads on the CPU; the user's --device only speeds up training
     attachments = {"metrics.jsonl": history_jsonl(summary.history), "training_curve.png": plot_history(summary.history)}
     bundle = checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig(), data)
     checkpoint.save(out, bundle, train, metrics, attachments)
+    resume.finish(partial)
+    distributed.barrier(world)
     return metrics
+
+
+def _open_run(
+    partial: Path,
+    run: dict[str, Any],
+    train_pairs: Sequence[Pair],
+    tokenizer_config: TokenizerConfig,
+    options: RunOptions,
+) -> tuple[Tokenizer, dict[str, Any] | None]:
+    """The tokenizer and, when resuming, the saved trainer state; a fresh run trains the tokenizer (on rank 0,
+    shared with the other ranks) and starts ``partial``. An unfinished run is never discarded silently."""
+    world = options.world
+    if options.resume:
+        return resume.reopen(partial, run, tokenizer_config)
+    if partial.exists() and not options.restart and world.is_main:
+        raise ChatbotError(f"{partial} holds an unfinished run: pass --resume to continue it or --force to start over")
+    proto = Tokenizer.train(_tokenizer_texts(train_pairs), tokenizer_config).model_proto if world.is_main else b""
+    tokenizer = Tokenizer(distributed.broadcast(proto, world), tokenizer_config)
+    if world.is_main:
+        resume.begin(partial, run, tokenizer)
+    return tokenizer, None
+
+
+def _metrics_log(partial: Path, state: dict[str, Any] | None, options: RunOptions) -> MetricsLog:
+    history = state["summary"]["history"] if state is not None else ()
+    return MetricsLog(partial / "metrics.jsonl", history, options.tensorboard)
+
+
+def _silent(_: str) -> None:
+    """The report of ranks other than 0: one process speaks for the run."""
 
 
 def corpus_statistics(splits: dict[str, list[Pair]]) -> str:

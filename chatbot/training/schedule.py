@@ -5,6 +5,8 @@ Both parts are PyTorch's own schedulers; they compose because each multiplies th
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 PLATEAU_FACTOR = 0.5
@@ -34,6 +36,19 @@ class LearningRateSchedule:
     def after_validation(self, valid_loss: float) -> None:
         if self.plateau is not None:
             self.plateau.step(valid_loss)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where both schedulers are, for resuming a run."""
+        return {
+            "warmup": self.warmup.state_dict() if self.warmup is not None else None,
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.warmup is not None and state.get("warmup") is not None:
+            self.warmup.load_state_dict(state["warmup"])
+        if self.plateau is not None and state.get("plateau") is not None:
+            self.plateau.load_state_dict(state["plateau"])
 
     @property
     def learning_rate(self) -> float:

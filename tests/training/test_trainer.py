@@ -97,6 +97,7 @@ def test_autocast_choice() -> None:
 
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert autocast_dtype("fp16", torch.device("cpu")) is torch.float16
 
 
 def test_device_resolution() -> None:
@@ -151,3 +152,47 @@ def test_validation_word_perplexity_matches_the_evaluation_module(sample_path: P
     measured = perplexity(model, tokenizer, pairs[:12], batch_size=8)
     assert summary.history[-1]["valid_word_ppl"] == round(measured.word_perplexity, 2)
     assert summary.history[-1]["valid_token_ppl"] == round(measured.token_perplexity, 2)
+
+
+def test_scheduled_sampling_trains_in_batches_and_records_the_ratio(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(
+        ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=16, hidden_size=16, dropout=0.0)
+    )
+    config = TrainConfig(
+        epochs=100,
+        batch_size=8,
+        learning_rate=1e-2,
+        max_steps=120,
+        valid_every=30,
+        precision="fp32",
+        scheduled_sampling="linear",
+        sampling_decay_steps=60,
+        min_teacher_forcing=0.5,
+    )
+    summary = Trainer(model, tokenizer, config).fit(pairs, pairs[:16])
+    ratios = [(entry["step"], entry["teacher_forcing"]) for entry in summary.history]
+    assert all(ratio == round(max(0.5, 1 - 0.5 * step / 60), 4) for step, ratio in ratios)
+    assert ratios[-1] == (120, 0.5)
+    losses = [entry["valid_loss"] for entry in summary.history]
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_fp16_trains_with_loss_scaling(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    trainer = Trainer(model, tokenizer, TrainConfig(precision="fp16", learning_rate=1e-2))
+    assert trainer.dtype is torch.float16 and trainer.scaler.is_enabled()
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = batches_of(tokenizer, pairs[:8])[0]
+    losses = [trainer.step(batch)[0] for _ in range(5)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(old, new) for old, new in zip(before, model.parameters(), strict=True))
+    assert trainer.scaler.get_scale() > 1.0  # the scaler scales the loss up so fp16 gradients do not underflow
+
+
+def test_bf16_and_fp32_need_no_loss_scaling(sample_path: Path) -> None:
+    tokenizer, _ = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    for precision in ("fp32", "bf16"):
+        assert not Trainer(model, tokenizer, TrainConfig(precision=precision)).scaler.is_enabled()

@@ -1,0 +1,94 @@
+"""Resume: an unfinished run, kept on disk while it trains so that a killed run can continue exactly.
+
+``OUT.partial/`` beside the model directory ``OUT`` holds ``run.json`` (the sources and every setting: a resumed
+run must be the same run), ``tokenizer.model``, ``metrics.jsonl`` (the history so far, line by line) and
+``state.pt`` (the trainer's state: weights, optimiser, schedules, RNG states, data position). ``state.pt`` is
+replaced atomically (write a temporary file, then rename), so a kill at any moment leaves the previous state
+whole. The finished model directory is written, then ``OUT.partial`` is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chatbot.config import TokenizerConfig
+from chatbot.errors import ChatbotError
+from chatbot.text.tokenizer import Tokenizer
+
+STATE, RUN, TOKENIZER = "state.pt", "run.json", "tokenizer.model"
+# Settings a resumed run may change: they extend or bound the run, or say where it runs, not what it computes.
+MAY_CHANGE = frozenset({"epochs", "max_steps", "time_budget_minutes", "patience", "device", "checkpoint_every"})
+
+
+def partial_dir(out: Path) -> Path:
+    """Where the unfinished run that will become ``out`` keeps its state."""
+    return out.with_name(out.name + ".partial")
+
+
+def begin(directory: Path, run: dict[str, Any], tokenizer: Tokenizer) -> None:
+    """Start a fresh unfinished-run directory (replacing any old one) with the run's settings and tokenizer."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    _write_atomically(directory / TOKENIZER, tokenizer.model_proto)
+    _write_atomically(directory / RUN, (json.dumps(run, indent=2) + "\n").encode())
+
+
+def reopen(directory: Path, run: dict[str, Any], tokenizer_config: TokenizerConfig) -> tuple[Tokenizer, dict[str, Any]]:
+    """The tokenizer and trainer state of the unfinished run in ``directory``, after checking that ``run`` (this
+    invocation's settings) is the same run."""
+    if not (directory / STATE).is_file():
+        raise ChatbotError(f"nothing to resume: {directory / STATE} does not exist (it is written at each validation)")
+    try:
+        saved = json.loads((directory / RUN).read_text())
+        tokenizer = Tokenizer.load(directory / TOKENIZER, tokenizer_config)
+        state: dict[str, Any] = torch.load(directory / STATE, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ChatbotError(f"{directory} cannot be resumed ({reason}); start over with --force") from error
+    changed = sorted(_differences(saved, run))
+    if changed:
+        raise ChatbotError(
+            f"cannot resume {directory}: this run differs in {', '.join(changed)}; "
+            "use the original settings, or --force to start over"
+        )
+    return tokenizer, state
+
+
+def save_state(directory: Path, state: dict[str, Any]) -> None:
+    """Replace ``state.pt`` atomically: a kill leaves either the old state or the new one, never a torn file."""
+    temporary = directory / f".{STATE}.{os.getpid()}.tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, directory / STATE)
+
+
+def finish(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> set[str]:
+    """Dotted names of the settings that differ, ignoring those in MAY_CHANGE."""
+    names: set[str] = set()
+    for section in saved.keys() | current.keys():
+        old, new = saved.get(section), current.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names |= {
+                f"{section}.{key}"
+                for key in old.keys() | new.keys()
+                if key not in MAY_CHANGE and old.get(key) != new.get(key)
+            }
+        elif old != new:
+            names.add(section)
+    return names
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
