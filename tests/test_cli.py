@@ -288,3 +288,24 @@ def test_token_budget_batches_train(runner: CliRunner, sample_path: Path, tmp_pa
         assert result.exit_code == 0, result.output
         steps[budget] = json.loads((out / "metrics.json").read_text())["training"]["steps"]
     assert steps["200"] > steps["0"]  # the budget splits the long pairs' batches
+
+
+def test_every_model_option_trains_and_chats(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    options = ["--cell", "lstm", "--attention", "additive", "--unidirectional", "--tie-embeddings"]
+    options += ["--share-embeddings", "--encoder-layers", "2", "--scheduled-sampling", "inverse_sigmoid"]
+    result = runner.invoke(cli, ["train", str(sample_path), "--out", str(out), *TINY_TRAIN_ARGS, *options])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    shape = {k: saved["model"][k] for k in ("cell", "attention", "bidirectional", "tie_embeddings", "share_embeddings")}
+    assert shape == {
+        "cell": "lstm",
+        "attention": "additive",
+        "bidirectional": False,
+        "tie_embeddings": True,
+        "share_embeddings": True,
+    }
+    assert saved["train"]["scheduled_sampling"] == "inverse_sigmoid"
+    result = runner.invoke(cli, ["chat", "--model", str(out), "--db", db_url(tmp_path)], input="hello\nhow are you?\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2

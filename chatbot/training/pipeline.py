@@ -70,6 +70,9 @@ def train_model_dir(
     other torchrun ranks return an empty dict)."""
     world = options.world
     say = report if world.is_main else _silent
+    device = resolve_device(train.device)
+    if world.distributed:
+        device = distributed.join(world, device)  # first: the ranks share the tokenizer below
     torch.manual_seed(train.seed)
     splits, cleaning = clean_splits(split_pairs(load_corpora(sources), context.history_turns), data)
     say(corpus_statistics(splits))
@@ -82,9 +85,6 @@ def train_model_dir(
     tokenizer, state = _open_run(partial, run, splits["train"], tokenizer_config, options)
     encoded = {name: [encode_pair(pair, tokenizer, context) for pair in pairs] for name, pairs in splits.items()}
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, **asdict(shape)))
-    device = (
-        distributed.join(world, resolve_device(train.device)) if world.distributed else resolve_device(train.device)
-    )
     model.to(device)
     parameters = sum(p.numel() for p in model.parameters())
     say(f"model: {parameters:,} parameters, vocabulary {tokenizer.vocab_size}, training on {device} x {world.size}")

@@ -356,7 +356,7 @@ class Trainer:
         """Under DDP every rank must end with the same weights; a difference is a bug, not a user error."""
         if not self.world.distributed:
             return
-        checksum = float(sum(parameter.double().sum() for parameter in self.model.parameters()))
+        checksum = float(sum(parameter.detach().double().sum() for parameter in self.model.parameters()))
         checksums = distributed.gather(checksum, self.world)
         if max(checksums) != min(checksums):
             raise RuntimeError(f"ranks ended with different weights (parameter sums {checksums})")
