@@ -269,6 +269,7 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     "Also cap each batch's padded source+target pieces (0: no cap), so long pairs get smaller batches.",
 )
 @field_option(TrainConfig, "learning_rate", click.FloatRange(min=0, min_open=True))
+@field_option(TrainConfig, "clip_norm", click.FloatRange(min=0, min_open=True), "Clip the gradient norm to this.")
 @field_option(TrainConfig, "max_steps", click.IntRange(min=0), "Stop after this many steps (0: no limit).")
 @click.option(
     "--time-budget",
@@ -374,6 +375,9 @@ def train(
     chatterbot:english (chatterbot:LANGUAGE[/TOPIC]). Conversations are split into train/valid/test by a hash of
     their id; the directory holds weights, tokenizer, config and metrics. A malformed file stops training before
     it starts, naming the file and line.
+
+    While it trains, the run's state is saved in OUT.partial/ at every validation and every --checkpoint-every
+    steps; if the run is killed, the same command with --resume continues it to the same final weights.
 
     Scale out with torchrun: `torchrun --nproc-per-node N $(which chatbot) train ...` runs one DDP process per
     CPU share or GPU; each trains on its share of every epoch's batches, and rank 0 writes the model.

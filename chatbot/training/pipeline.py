@@ -39,7 +39,7 @@ from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
 from chatbot.training.distributed import World
 from chatbot.training.metrics_log import MetricsLog
-from chatbot.training.trainer import Trainer, resolve_device
+from chatbot.training.trainer import Trainer, TrainSummary, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +93,24 @@ def train_model_dir(
         log = stack.enter_context(_metrics_log(partial, state, options)) if world.is_main else None
         save = functools.partial(resume.save_state, partial)
         summary = trainer.fit(encoded["train"], encoded["valid"], state, save, log.record if log else None)
-    if not world.is_main:
-        distributed.barrier(world)  # rank 0 evaluates and writes the model meanwhile
-        return {}
-    metrics: dict[str, Any] = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
-    metrics.update(cleaning=asdict(cleaning), processes=world.size)
-    metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
-    model.cpu()  # a model directory always loads on the CPU; the user's --device only speeds up training
-    attachments = {"metrics.jsonl": history_jsonl(summary.history), "training_curve.png": plot_history(summary.history)}
-    bundle = checkpoint.ModelBundle(model, tokenizer, context, DecodeConfig(), data)
-    checkpoint.save(out, bundle, train, metrics, attachments)
-    resume.finish(partial)
+    metrics: dict[str, Any] = {}
+    if world.is_main:  # the other ranks wait at the barrier meanwhile
+        metrics = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
+        metrics.update(cleaning=asdict(cleaning), processes=world.size)
+        metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
+        bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, DecodeConfig(), data)  # loads on any CPU
+        _write_model(out, bundle, train, metrics, summary)
     distributed.barrier(world)
     return metrics
+
+
+def _write_model(
+    out: Path, bundle: checkpoint.ModelBundle, train: TrainConfig, metrics: dict[str, Any], summary: TrainSummary
+) -> None:
+    """Save the finished model directory with its history and curve, then drop the unfinished run."""
+    attachments = {"metrics.jsonl": history_jsonl(summary.history), "training_curve.png": plot_history(summary.history)}
+    checkpoint.save(out, bundle, train, metrics, attachments)
+    resume.finish(resume.partial_dir(out))
 
 
 def _open_run(
@@ -120,7 +125,7 @@ def _open_run(
     world = options.world
     if options.resume:
         return resume.reopen(partial, run, tokenizer_config)
-    if partial.exists() and not options.restart and world.is_main:
+    if resume.has_state(partial) and not options.restart and world.is_main:
         raise ChatbotError(f"{partial} holds an unfinished run: pass --resume to continue it or --force to start over")
     proto = Tokenizer.train(_tokenizer_texts(train_pairs), tokenizer_config).model_proto if world.is_main else b""
     tokenizer = Tokenizer(distributed.broadcast(proto, world), tokenizer_config)

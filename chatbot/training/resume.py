@@ -32,6 +32,11 @@ def partial_dir(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def has_state(directory: Path) -> bool:
+    """Whether ``directory`` holds a run that trained far enough to save a state (one worth resuming)."""
+    return (directory / STATE).is_file()
+
+
 def begin(directory: Path, run: dict[str, Any], tokenizer: Tokenizer) -> None:
     """Start a fresh unfinished-run directory (replacing any old one) with the run's settings and tokenizer."""
     shutil.rmtree(directory, ignore_errors=True)
@@ -43,7 +48,7 @@ def begin(directory: Path, run: dict[str, Any], tokenizer: Tokenizer) -> None:
 def reopen(directory: Path, run: dict[str, Any], tokenizer_config: TokenizerConfig) -> tuple[Tokenizer, dict[str, Any]]:
     """The tokenizer and trainer state of the unfinished run in ``directory``, after checking that ``run`` (this
     invocation's settings) is the same run."""
-    if not (directory / STATE).is_file():
+    if not has_state(directory):
         raise ChatbotError(f"nothing to resume: {directory / STATE} does not exist (it is written at each validation)")
     try:
         saved = json.loads((directory / RUN).read_text())

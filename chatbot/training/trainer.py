@@ -216,7 +216,7 @@ class Trainer:
             summary.epochs = position.epoch + (index + 1) / len(batches)
             summary.seconds = time.monotonic() - started
             speed = summary.target_tokens / max(summary.seconds, 1e-9)
-            progress.set_postfix(loss=f"{loss:.3f}", tokens_per_s=f"{speed:.0f}", refresh=False)
+            progress.set_postfix(self._progress_fields(speed), refresh=False)
             stop = self._stop_reason(late > 0)
             validate = bool(stop) or index + 1 == len(batches) or self._due(self.config.valid_every)
             if validate:
@@ -226,6 +226,17 @@ class Trainer:
             if stop:
                 return stop
         return ""
+
+    def _progress_fields(self, tokens_per_second: float) -> dict[str, str]:
+        """The progress bar's postfix: training loss and perplexity since the last validation, the last validation
+        word perplexity, and target tokens per second (tqdm adds the ETA for the epoch)."""
+        loss = self._window[0] / max(self._window[1], 1)
+        fields = {"loss": f"{loss:.3f}", "ppl": f"{math.exp(min(loss, 50.0)):.1f}"}
+        validated = [entry for entry in self.summary.history if "valid_word_ppl" in entry]
+        if validated:
+            fields["valid_word_ppl"] = f"{validated[-1]['valid_word_ppl']:.1f}"
+        fields["tok/s"] = f"{tokens_per_second:.0f}"
+        return fields
 
     def _checkpoint(self, valid_batches: Sequence[Batch]) -> str:
         """Validate, keep the best weights, adapt the schedule; returns "early_stopping" when patience ran out."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,7 @@ def test_resume_guards(runner: CliRunner, tmp_path: Path) -> None:
     partial = tmp_path / "model.partial"
     partial.mkdir()
     (partial / "run.json").write_text("{}")
+    torch.save({"format": 1}, partial / "state.pt")
     result = runner.invoke(cli, cli_args(data, out, *short))
     assert result.exit_code == 2 and "unfinished run" in result.output and "--resume" in result.output
 
@@ -165,6 +167,12 @@ def test_resume_guards(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, [*cli_args(data, out, *short), "--force"])  # discards the unfinished run
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").is_file() and not partial.exists()
+
+    shutil.rmtree(out)
+    partial.mkdir()  # a run that died before its first save has nothing to lose: a new run just starts over
+    (partial / "run.json").write_text("{}")
+    result = runner.invoke(cli, cli_args(data, out, *short))
+    assert result.exit_code == 0, result.output
 
 
 def test_resume_refuses_other_settings_but_accepts_a_longer_run(

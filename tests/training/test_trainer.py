@@ -196,3 +196,14 @@ def test_bf16_and_fp32_need_no_loss_scaling(sample_path: Path) -> None:
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
     for precision in ("fp32", "bf16"):
         assert not Trainer(model, tokenizer, TrainConfig(precision=precision)).scaler.is_enabled()
+
+
+def test_progress_bar_shows_loss_perplexity_validation_and_speed(sample_path: Path) -> None:
+    tokenizer, pairs = encoded_sample(sample_path)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
+    trainer = Trainer(model, tokenizer, TrainConfig(epochs=1, batch_size=8, max_steps=2, precision="fp32"))
+    trainer.fit(pairs, pairs[:8])
+    trainer._window = [6.0, 3]  # two nats per piece since the last validation
+    fields = trainer._progress_fields(1234.4)
+    assert fields["loss"] == "2.000" and fields["ppl"] == "7.4" and fields["tok/s"] == "1234"
+    assert fields["valid_word_ppl"] == f"{trainer.summary.history[-1]['valid_word_ppl']:.1f}"
