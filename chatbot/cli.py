@@ -320,7 +320,8 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     TrainConfig,
     "lr_schedule",
     click.Choice(LR_SCHEDULES),
-    "After warmup: constant, or plateau (halve the rate whenever validation does not improve).",
+    "After warmup: constant; plateau (halve the rate whenever validation does not improve); inverse_sqrt decay; "
+    "or cosine decay to 0 at the last step (--max-steps, or the epochs).",
 )
 @field_option(
     TrainConfig,

@@ -22,7 +22,7 @@ else:  # pragma: no cover
 ATTENTION_SCORES = ("dot", "general", "concat", "additive")
 CELLS = ("gru", "lstm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "plateau")
+LR_SCHEDULES = ("constant", "plateau", "inverse_sqrt", "cosine")
 SAMPLING_SCHEDULES = ("off", "linear", "inverse_sigmoid")
 
 
@@ -112,7 +112,8 @@ class TrainConfig:
     per epoch; ``precision`` auto picks bf16 autocast where the hardware does bf16 natively; ``device`` auto picks
     CUDA when present, else the CPU. ``batch_tokens`` (0: no limit) also caps a batch's padded source and target
     positions. ``patience`` stops after that many validations without improvement (0: never);
-    ``lr_schedule`` is constant or plateau (halve the rate when validation stalls), after ``warmup_steps``.
+    ``lr_schedule`` follows ``warmup_steps``: constant, plateau (halve the rate when validation stalls),
+    inverse_sqrt or cosine decay (see training/schedule.py).
     ``scheduled_sampling`` lowers the teacher-forcing ratio from 1 towards ``min_teacher_forcing`` over about
     ``sampling_decay_steps`` steps (see training/sampling.py). ``checkpoint_every`` saves the resumable training
     state every N steps besides each validation (0: at validations only)."""

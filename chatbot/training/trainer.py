@@ -175,9 +175,9 @@ class Trainer:
                 break
             epoch_rng = rng.getstate()
             batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng, self.config.batch_tokens)
-            stop = self._run_epoch(
-                Position(epoch, first, epoch_rng), distributed.shard(batches, self.world), valid_batches, started
-            )
+            shard = distributed.shard(batches, self.world)
+            self.schedule.set_horizon(self._last_step(len(shard)))
+            stop = self._run_epoch(Position(epoch, first, epoch_rng), shard, valid_batches, started)
             first = 0
         self.summary.stopped_by = stop or "epochs"
         self.model.load_state_dict(self._best_state)
@@ -297,6 +297,11 @@ class Trainer:
         if self.config.max_steps and self.summary.steps >= self.config.max_steps:
             return "max_steps"
         return "time_budget" if out_of_time else ""
+
+    def _last_step(self, steps_per_epoch: int) -> int:
+        """The step the run ends at if nothing stops it sooner (the cosine schedule's horizon)."""
+        planned = self.config.epochs * steps_per_epoch
+        return min(planned, self.config.max_steps) if self.config.max_steps else planned
 
     def _limits_reached(self) -> str:
         """Why a restored run is already over under this run's limits ("" if it goes on: a resumed run may have

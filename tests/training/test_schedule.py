@@ -1,6 +1,9 @@
-"""The learning-rate schedule: linear warmup to the base rate, then constant or halved on a stalled validation."""
+"""The learning-rate schedule: linear warmup to the base rate, then constant, decaying, or halved on a stalled
+validation; and its state, saved and restored mid-run."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -40,3 +43,41 @@ def test_constant_ignores_validation() -> None:
     for loss in (1.0, 2.0, 3.0):
         schedule.after_validation(loss)
     assert schedule.learning_rate == 1.0
+
+
+def rates_over(schedule: LearningRateSchedule, steps: int) -> list[float]:
+    rates = [schedule.learning_rate]
+    for _ in range(steps):
+        schedule.optimizer.step()
+        schedule.after_step()
+        rates.append(schedule.learning_rate)
+    return rates
+
+
+def test_inverse_sqrt_decays_after_warmup_without_knowing_the_end() -> None:
+    rates = rates_over(LearningRateSchedule(optimizer(), warmup_steps=4, schedule="inverse_sqrt"), 16)
+    assert rates[4] == 1.0
+    assert rates[16] == pytest.approx(0.5)  # sqrt(4 / 16)
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates[4:]))
+
+
+def test_cosine_falls_from_the_base_rate_to_zero_at_the_horizon() -> None:
+    schedule = LearningRateSchedule(optimizer(), warmup_steps=2, schedule="cosine")
+    schedule.set_horizon(12)
+    rates = rates_over(schedule, 14)
+    assert rates[2] == 1.0
+    assert rates[7] == pytest.approx(0.5)  # halfway between the end of warmup and the horizon
+    assert rates[12] == pytest.approx(0.0) and rates[14] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("name", ["plateau", "cosine", "inverse_sqrt"])
+def test_a_restored_schedule_continues_where_the_saved_one_was(name: str) -> None:
+    first = LearningRateSchedule(optimizer(), warmup_steps=3, schedule=name)
+    first.set_horizon(20)
+    rates_over(first, 7)
+    first.after_validation(2.0)
+    first.after_validation(2.5)
+    second = LearningRateSchedule(optimizer(), warmup_steps=3, schedule=name)
+    second.load_state_dict(first.state_dict())
+    assert second.learning_rate == first.learning_rate
+    assert rates_over(second, 5) == pytest.approx(rates_over(first, 5))
