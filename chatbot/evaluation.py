@@ -29,11 +29,12 @@ if TYPE_CHECKING:
 def masked_nll(
     logits: torch.Tensor, target_out: torch.Tensor, pad_id: int, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over real target pieces: logits (batch, tgt_len, vocab), target_out (batch, tgt_len).
+    """Summed cross-entropy over real target pieces: logits (..., vocab) and target_out (...) of the same leading
+    shape — (batch, tgt_len, vocab) and (batch, tgt_len), or only the real positions, (pieces, vocab) and (pieces,).
 
     ``label_smoothing`` is for the training loss only; perplexity is always measured without it.
     """
-    flat_logits, flat_targets = logits.flatten(0, 1).float(), target_out.flatten()
+    flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)).float(), target_out.reshape(-1)
     total = F.cross_entropy(
         flat_logits, flat_targets, ignore_index=pad_id, reduction="sum", label_smoothing=label_smoothing
     )
@@ -48,8 +49,10 @@ def batches_nll(model: Seq2Seq, batches: Sequence[Batch], pad_id: int) -> tuple[
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for batch in batches:
-        logits = model(batch.source.to(device), batch.target_in.to(device))
-        nll, pieces = masked_nll(logits, batch.target_out.to(device), pad_id)
+        target = batch.target_out.to(device)
+        keep = target != pad_id
+        logits = model(batch.source.to(device), batch.target_in.to(device), keep)  # (pieces, vocab)
+        nll, pieces = masked_nll(logits, target[keep], pad_id)
         total, count = total + float(nll), count + pieces
     model.train(was_training)
     return total, count

@@ -46,9 +46,14 @@ class Decoder(nn.Module):
         keys: torch.Tensor,
         memory: torch.Tensor,
         mask: torch.Tensor,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """target_in (batch, tgt_len), state (layers, batch, state_size) -> logits (batch, tgt_len, vocab), the new
-        state (layers, batch, state_size), and attention weights (batch, tgt_len, src_len)."""
+        state (layers, batch, state_size), and attention weights (batch, tgt_len, src_len).
+
+        With ``keep`` (batch, tgt_len), True at the positions whose prediction is wanted (training: the real target
+        pieces), logits are (kept, vocab) for those positions only: the output layer, the largest, skips padding.
+        """
         embedded = self.dropout(self.embedding(target_in))  # (batch, tgt_len, emb)
         if self.attend_first:
             outputs, state, context, weights = self._attend_then_step(embedded, state, keys, memory, mask)
@@ -56,6 +61,8 @@ class Decoder(nn.Module):
             outputs, state = run_rnn(self.rnn, embedded, state)  # (batch, tgt_len, hidden)
             context, weights = self.attention(outputs, keys, memory, mask)  # (batch, tgt_len, hidden)
         combined = torch.tanh(self.combine(torch.cat([outputs, context], dim=-1)))  # (batch, tgt_len, features)
+        if keep is not None:
+            combined = combined[keep]  # (kept, features)
         return self.output(self.dropout(combined)), state, weights
 
     def _attend_then_step(

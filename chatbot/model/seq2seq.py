@@ -49,14 +49,16 @@ class Seq2Seq(nn.Module):
         return Encoded(memory, self.decoder.attention.keys(memory), source != self.config.pad_id, hidden)
 
     def decode(
-        self, target_in: torch.Tensor, hidden: torch.Tensor, encoded: Encoded
+        self, target_in: torch.Tensor, hidden: torch.Tensor, encoded: Encoded, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab), hidden, attention (batch, tgt_len, src_len)."""
-        logits, hidden, weights = self.decoder(target_in, hidden, encoded.keys, encoded.memory, encoded.mask)
+        """target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab) (or (kept, vocab) with ``keep``, see
+        Decoder.forward), hidden, attention (batch, tgt_len, src_len)."""
+        logits, hidden, weights = self.decoder(target_in, hidden, encoded.keys, encoded.memory, encoded.mask, keep)
         return logits, hidden, weights
 
-    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: source (batch, src_len), target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab)."""
+    def forward(self, source: torch.Tensor, target_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: source (batch, src_len), target_in (batch, tgt_len) -> logits (batch, tgt_len, vocab), or
+        (kept, vocab) at the positions where ``keep`` (batch, tgt_len) is True."""
         encoded = self.encode(source)
-        logits, _, _ = self.decode(target_in, encoded.hidden, encoded)
+        logits, _, _ = self.decode(target_in, encoded.hidden, encoded, keep)
         return logits

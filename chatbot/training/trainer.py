@@ -126,11 +126,11 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 predicted = self.model(source, target_in).argmax(dim=-1)  # (batch, tgt_len)
             target_in = mix_inputs(target_in, predicted, teacher_forcing, self.tokenizer.pad_id)
+        target = batch.target_out.to(self.device)
+        keep = target != self.tokenizer.pad_id  # the output layer runs at real target pieces only
         with self._autocast():
-            logits = self.network(source, target_in)
-        total, pieces = masked_nll(
-            logits, batch.target_out.to(self.device), self.tokenizer.pad_id, self.config.label_smoothing
-        )
+            logits = self.network(source, target_in, keep)  # (pieces, vocab)
+        total, pieces = masked_nll(logits, target[keep], self.tokenizer.pad_id, self.config.label_smoothing)
         loss = total / max(pieces, 1)
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones

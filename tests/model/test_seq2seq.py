@@ -107,3 +107,12 @@ def test_overfits_four_pairs(options: dict[str, object]) -> None:
         optimizer.step()
     model.eval()
     assert torch.equal(model(source, target_in).argmax(-1), target_out)
+
+
+@pytest.mark.parametrize("options", [{}, {"attention": "additive", "cell": "lstm"}], ids=["luong", "bahdanau"])
+def test_logits_at_kept_positions_only_equal_the_full_logits_there(options: dict[str, object]) -> None:
+    model = tiny(**options)
+    source = torch.tensor([[4, 5, 6], [7, 8, PAD]])
+    target_in = torch.tensor([[BOS, 9, 10, 4], [BOS, 5, PAD, PAD]])
+    keep = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    torch.testing.assert_close(model(source, target_in, keep), model(source, target_in)[keep])
