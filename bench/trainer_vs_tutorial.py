@@ -95,18 +95,19 @@ def target_tokens(batch: Batch, pad_id: int) -> int:
     return int((batch.target_out != pad_id).sum())
 
 
-def training_flops(config: ModelConfig, batch_size: int, source_len: int, target_len: int) -> int:
+def training_flops(config: ModelConfig, batch_size: int, source_len: int, target_len: int, real_targets: int) -> int:
     """Matmul FLOPs of one training step of the project's Seq2Seq on a padded batch: B rows, S source and T target
     positions, embedding E, hidden H, vocabulary V. Forward multiply-accumulates (MACs):
 
         encoder   B·S · Σ_layers 2 directions · 3H(in + H)     in = E, then 2H
                   + B·S · 2H·H (join directions) + B · 2H·H (bridge) + B·S · H·H (attention keys; not for dot)
         decoder   B·T · Σ_layers 3H(in + H)                    in = E, then H
-                  + B·T · 2·S·H (scores and context bmm) + B·T · 2H·H (combine) + B·T · H·V (output layer)
+                  + B·T · 2·S·H (scores and context bmm) + B·T · 2H·H (combine) + R · H·V (output layer)
 
     (concat attention adds B·T · H·H for the query and B·T·S · H for its score vector). FLOPs = 2 · MACs, and a
-    training step ≈ 3 × forward (the backward pass costs about twice the forward). Padded positions count: the dense
-    kernels compute them too. Embedding lookups, softmax and elementwise work are not matmuls and are left out.
+    training step ≈ 3 × forward (the backward pass costs about twice the forward). Padded positions count where the
+    dense kernels compute them (the RNNs, attention, combine), but the output layer runs at the R real target pieces
+    only. Embedding lookups, softmax and elementwise work are not matmuls and are left out.
     """
     hidden, vocab = config.hidden_size, config.vocab_size
     encoder_inputs = [config.embedding_size] + [2 * hidden] * (config.encoder_layers - 1)
@@ -114,15 +115,17 @@ def training_flops(config: ModelConfig, batch_size: int, source_len: int, target
     per_source = sum(2 * 3 * hidden * (size + hidden) for size in encoder_inputs) + 2 * hidden * hidden
     per_source += hidden * hidden if config.attention != "dot" else 0
     per_target = sum(3 * hidden * (size + hidden) for size in decoder_inputs)
-    per_target += 2 * source_len * hidden + 2 * hidden * hidden + hidden * vocab
+    per_target += 2 * source_len * hidden + 2 * hidden * hidden
     if config.attention == "concat":
         per_target += hidden * hidden + source_len * hidden
     forward_macs = batch_size * (source_len * per_source + 2 * hidden * hidden + target_len * per_target)
+    forward_macs += real_targets * hidden * vocab
     return 3 * 2 * forward_macs
 
 
 def batch_flops(config: ModelConfig, batch: Batch) -> int:
-    return training_flops(config, batch.source.size(0), batch.source.size(1), batch.target_in.size(1))
+    real_targets = int((batch.target_out != config.pad_id).sum())
+    return training_flops(config, batch.source.size(0), batch.source.size(1), batch.target_in.size(1), real_targets)
 
 
 def matmul_flops_per_second(dtype: torch.dtype, size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
