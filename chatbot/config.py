@@ -156,12 +156,47 @@ class TrainConfig:
             raise ChatbotError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
+DECODE_STRATEGIES = ("greedy", "beam", "sample")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How replies are generated (greedy for now; beam search and sampling extend this)."""
+    """How replies are generated (chatbot/search/).
+
+    ``strategy`` greedy takes the likeliest piece each step; beam keeps the ``beam_size`` best partial replies and
+    ranks finished ones by log-probability / ((5 + length) / 6) ** ``length_penalty`` (Wu et al. 2016; 0: raw
+    log-probability); sample draws each piece at ``temperature`` from the ``top_k`` likeliest pieces (0: all) whose
+    probabilities add up to ``top_p`` (nucleus sampling). ``block_ngram`` forbids repeating any n-gram of that
+    many pieces within a reply and ``block_context_ngram`` copying one from the context (0: off). ``n_best``
+    replies are returned per context (beam: at most ``beam_size``).
+    """
 
     max_length: int = 32
     min_length: int = 1
+    strategy: str = "greedy"
+    beam_size: int = 5
+    length_penalty: float = 0.6
+    n_best: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    block_ngram: int = 0
+    block_context_ngram: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in DECODE_STRATEGIES:
+            raise ChatbotError(f"strategy must be one of {', '.join(DECODE_STRATEGIES)}, not {self.strategy!r}")
+        if self.max_length < 1 or not 0 <= self.min_length <= self.max_length:
+            raise ChatbotError("max_length must be at least 1 and min_length between 0 and max_length")
+        if (
+            self.beam_size < 1
+            or self.n_best < 1
+            or self.top_k < 0
+            or min(self.block_ngram, self.block_context_ngram) < 0
+        ):
+            raise ChatbotError("beam_size and n_best must be at least 1; top_k and n-gram sizes at least 0")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ChatbotError("temperature must be positive and top_p in (0, 1]")
 
 
 T = TypeVar("T")

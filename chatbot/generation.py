@@ -14,7 +14,7 @@ import torch
 
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.types import Turn
-from chatbot.search import greedy_search
+from chatbot.search import generate
 from chatbot.text.batching import pad
 from chatbot.text.pairs import history_context
 from chatbot.training import checkpoint
@@ -52,11 +52,7 @@ class ResponseGenerator:
         tokenizer = bundle.tokenizer
         rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
         with torch.inference_mode():
-            ids = greedy_search(
-                bundle.model,
-                pad(rows, tokenizer.pad_id),
-                tokenizer.bos_id,
-                tokenizer.eos_id,
-                self.decode_config,
+            hypotheses = generate(
+                bundle.model, pad(rows, tokenizer.pad_id), tokenizer.bos_id, tokenizer.eos_id, self.decode_config
             )
-        return [" ".join(tokenizer.decode(reply).split()) for reply in ids]
+        return [" ".join(tokenizer.decode(best[0].tokens).split()) for best in hypotheses]

@@ -1,12 +1,19 @@
-"""Greedy search: stops each row at end-of-sequence, respects min and max length, and decodes batches row-wise."""
+"""Search: greedy stops each row at end-of-sequence and respects min and max length; beam search finds the exact
+best replies when wide enough; sampling is seeded and shaped by temperature, top-k and top-p; n-gram blocking
+holds for every strategy; batches decode row by row."""
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import torch
 
 from chatbot.config import DecodeConfig, ModelConfig
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.search import greedy_search
+from chatbot.search import Hypothesis, generate, greedy_search
+from chatbot.search.constraints import banned, ngram_index
+from chatbot.search.sampling import filter_distribution
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -43,3 +50,108 @@ def test_batched_search_matches_one_row_at_a_time() -> None:
     batched = greedy_search(model, torch.tensor(rows), BOS, EOS, config)
     single = [greedy_search(model, torch.tensor([[t for t in row if t != PAD]]), BOS, EOS, config)[0] for row in rows]
     assert batched == single  # padding and finished neighbours never change a row's reply
+
+
+def random_model(seed: int, vocab: int = 7) -> Seq2Seq:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=vocab, pad_id=PAD, embedding_size=4, hidden_size=6, dropout=0.0)
+    return Seq2Seq(config).eval()
+
+
+def sequence_log_prob(model: Seq2Seq, source: torch.Tensor, reply: list[int], ended: bool) -> float:
+    """log p(reply [+ eos] | source) by teacher forcing."""
+    target = reply + ([EOS] if ended else [])
+    with torch.no_grad():
+        logits = model(source, torch.tensor([[BOS, *target[:-1]]]))
+    return float(torch.log_softmax(logits, -1)[0, torch.arange(len(target)), torch.tensor(target)].sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_wide_enough_beam_finds_the_exact_best_replies(seed: int) -> None:
+    model, source = random_model(seed), torch.tensor([[4, 5, 6]])
+    pieces = [t for t in range(7) if t != EOS]
+    every = [
+        (sequence_log_prob(model, source, list(reply), ended), list(reply))
+        for length in range(1, 4)
+        for reply in itertools.product(pieces, repeat=length)
+        for ended in ((True, False) if length == 3 else (True,))
+    ]
+    best = sorted(every, reverse=True)[:3]
+    config = DecodeConfig(strategy="beam", beam_size=50, n_best=3, max_length=3, length_penalty=0.0)
+    with torch.no_grad():
+        found = generate(model, source, BOS, EOS, config)[0]
+    assert [h.tokens for h in found] == [reply for _, reply in best]
+    assert [h.log_prob for h in found] == pytest.approx([score for score, _ in best], abs=1e-5)
+
+
+def test_beam_search_batched_matches_one_row_at_a_time() -> None:
+    model = random_model(3, vocab=9)
+    rows = [[4, 5, 6], [7, 8, PAD], [6, PAD, PAD]]
+    config = DecodeConfig(strategy="beam", beam_size=4, n_best=2, max_length=8)
+    batched = generate(model, torch.tensor(rows), BOS, EOS, config)
+    single = [generate(model, torch.tensor([[t for t in row if t != PAD]]), BOS, EOS, config)[0] for row in rows]
+    assert [[h.tokens for h in hs] for hs in batched] == [[h.tokens for h in hs] for hs in single]
+    assert all(hs[0].score >= hs[1].score for hs in batched)
+
+
+def test_length_penalty_favours_longer_replies() -> None:
+    model, source = random_model(4, vocab=9), torch.tensor([[4, 5, 6, 7]])
+    lengths = {}
+    for alpha in (0.0, 2.0):
+        config = DecodeConfig(strategy="beam", beam_size=6, n_best=6, max_length=10, length_penalty=alpha)
+        lengths[alpha] = len(generate(model, source, BOS, EOS, config)[0][0].tokens)
+    assert lengths[2.0] >= lengths[0.0]
+
+
+def has_repeated_ngram(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_ngram_blocking_within_the_reply_and_against_the_context(strategy: str) -> None:
+    model = biased_model(favourite=7)  # left alone it says 7 7 7 7 ...
+    source = torch.tensor([[5, 6, 4, 6], [8, 8, PAD, PAD]])
+    config = DecodeConfig(strategy=strategy, max_length=8, block_ngram=2, block_context_ngram=2, top_k=3)
+    for hypotheses, context in zip(
+        generate(model, source, BOS, EOS, config, torch.Generator().manual_seed(0)), source.tolist(), strict=True
+    ):
+        reply = hypotheses[0].tokens
+        assert reply and not has_repeated_ngram(reply, 2)
+        context_grams = {tuple(context[i : i + 2]) for i in range(len(context) - 1)}
+        assert not {tuple(reply[i : i + 2]) for i in range(len(reply) - 1)} & context_grams
+
+
+def test_ngram_index_and_bans() -> None:
+    seen = ngram_index([4, 5, 6, 4, 5, 7], 3)
+    assert banned([9, 4, 5], 3, seen) == {6, 7}
+    assert banned([5], 3, seen) == set()
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator_and_top_k_1_is_greedy() -> None:
+    model, source = random_model(5, vocab=9), torch.tensor([[4, 5, 6], [7, PAD, PAD]])
+    config = DecodeConfig(strategy="sample", n_best=3, max_length=6)
+    first = generate(model, source, BOS, EOS, config, torch.Generator().manual_seed(1))
+    again = generate(model, source, BOS, EOS, config, torch.Generator().manual_seed(1))
+    assert [[h.tokens for h in hs] for hs in first] == [[h.tokens for h in hs] for hs in again]
+    assert all(len(hs) == 3 for hs in first)
+    top1 = generate(model, source, BOS, EOS, DecodeConfig(strategy="sample", top_k=1, max_length=6))
+    assert [hs[0].tokens for hs in top1] == greedy_search(model, source, BOS, EOS, DecodeConfig(max_length=6))
+
+
+def test_top_k_top_p_and_temperature_shape_the_distribution() -> None:
+    log_probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+
+    def kept(**options: float) -> list[bool]:
+        return torch.isfinite(filter_distribution(log_probs, DecodeConfig(**options))).tolist()[0]  # type: ignore[arg-type]
+
+    assert kept(top_k=2) == [True, True, False, False]
+    assert kept(top_p=0.8) == [True, True, False, False]  # 0.5 + 0.3 reach 0.8: the nucleus ends there
+    assert kept(top_p=0.81) == [True, True, True, False]
+    assert kept(top_p=0.1) == [True, False, False, False]  # the likeliest piece always stays
+    sharp = torch.softmax(filter_distribution(log_probs, DecodeConfig(temperature=0.5)), -1)
+    assert float(sharp[0, 0]) > 0.5
+
+
+def test_confidence_is_the_per_piece_geometric_mean_probability() -> None:
+    assert Hypothesis([4, 5], log_prob=3 * -0.5, score=0.0).confidence == pytest.approx(0.6065, abs=1e-4)
