@@ -23,6 +23,7 @@ from chatbot import __version__
 from chatbot.config import (
     ATTENTION_SCORES,
     CELLS,
+    DECODE_STRATEGIES,
     LR_SCHEDULES,
     PRECISIONS,
     SAMPLING_SCHEDULES,
@@ -172,6 +173,57 @@ def threads_option() -> Callable[[FC], FC]:
     )
 
 
+DECODE_HELP = {
+    "strategy": "greedy, beam (batched beam search) or sample (temperature, top-k, top-p).",
+    "beam_size": "Partial replies kept per step by beam search.",
+    "length_penalty": "Beam search ranks by log-probability / ((5+length)/6)**this (0: raw; higher: longer).",
+    "n_best": "Candidate replies kept per context (beam: at most --beam-size); the best is used.",
+    "temperature": "Sampling: below 1 sharper, above 1 flatter than the model's distribution.",
+    "top_k": "Sampling: draw only from the K likeliest pieces (0: all).",
+    "top_p": "Sampling: draw only from the likeliest pieces whose probabilities add up to this (nucleus).",
+    "block_ngram": "Never repeat an n-gram of this many pieces within a reply (0: off).",
+    "block_context_ngram": "Never copy an n-gram of this many pieces from the context (0: off).",
+    "max_length": "Longest reply, in pieces.",
+    "min_length": "Shortest reply, in pieces.",
+}
+
+
+def decode_options() -> Callable[[FC], FC]:
+    """A flag for every DecodeConfig field. Unset flags keep what the model directory stores (its decode section),
+    so a flag, its environment variable or the config file changes only what it names."""
+    from chatbot.config import DecodeConfig
+
+    kinds: dict[type, click.ParamType[Any]] = {int: click.IntRange(min=0), float: click.FloatRange(min=0)}
+    kinds[str] = click.Choice(DECODE_STRATEGIES)
+    options = [
+        click.option(
+            f"--{f.name.replace('_', '-')}",
+            f.name,
+            type=kinds[type(f.default)],
+            default=None,
+            help=f"{DECODE_HELP[f.name]}  [default: the model's setting; {f.default!r} unless it saved another]",
+        )
+        for f in dataclasses.fields(DecodeConfig)
+    ]
+
+    def decorate(function: FC) -> FC:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _decode_config(model_dir: Path, options: dict[str, Any]) -> Any:
+    """The model's stored DecodeConfig with the decode flags that were given (popped from ``options``) applied."""
+    from chatbot.config import DecodeConfig, from_dict
+    from chatbot.training import checkpoint
+
+    given = {f.name: options.pop(f.name, None) for f in dataclasses.fields(DecodeConfig)}
+    stored = checkpoint.read_config(model_dir).get("decode", {})
+    return from_dict(DecodeConfig, {**stored, **{k: v for k, v in given.items() if v is not None}})
+
+
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -179,14 +231,16 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _build_manager(model_dir: Path | None, db_url: str | None) -> DialogueManager:
-    """The DialogueManager over the model and the database, both checked before the first message."""
+def _build_manager(model_dir: Path | None, db_url: str | None, decode: dict[str, Any]) -> DialogueManager:
+    """The DialogueManager over the model and the database, both checked before the first message; ``decode``
+    holds the decoding flags (None where not given)."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
     from chatbot.storage.engine import open_database
     from chatbot.storage.store import sql_transaction
 
-    generator = ResponseGenerator(model_dir or default_model_dir())
+    model_dir = model_dir or default_model_dir()
+    generator = ResponseGenerator(model_dir, _decode_config(model_dir, decode))
     sessions = open_database(db_url or default_db_url())
     generator.load()
     return DialogueManager(generator, sql_transaction(sessions))
@@ -215,7 +269,8 @@ def _login_name() -> str:
     help="Whose conversation this is; each user has their own history. Default: your login name.",
 )
 @threads_option()
-def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> None:
+@decode_options()
+def chat(model: Path | None, db: str | None, user: str | None, threads: int, **decode: Any) -> None:
     """Talk to the bot in the terminal.
 
     With a terminal: line editing and input history. With piped input: one message per line, exactly one reply
@@ -225,7 +280,7 @@ def chat(model: Path | None, db: str | None, user: str | None, threads: int) -> 
     from chatbot.channels import repl
 
     _set_threads(threads)
-    manager = _build_manager(model, db)
+    manager = _build_manager(model, db, decode)
     name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
@@ -422,17 +477,79 @@ def train(
 )
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="Evaluate at most this many pairs (0: all).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option(
+    "--replies",
+    type=click.IntRange(min=0),
+    default=200,
+    help="Generate replies for the first N pairs, one at a time, and report their quality and latency (0: skip).",
+)
+@click.option(
+    "--compare",
+    "other",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A second model directory to measure the same way; the JSON gets both, a table on stderr shows them.",
+)
 @threads_option()
-def evaluate(model: Path | None, data: tuple[str, ...], split: str, limit: int, batch_size: int, threads: int) -> None:
+@decode_options()
+def evaluate(
+    model: Path | None,
+    data: tuple[str, ...],
+    split: str,
+    limit: int,
+    batch_size: int,
+    replies: int,
+    other: Path | None,
+    threads: int,
+    **decode: Any,
+) -> None:
     """Measure a model on dialogue logs and print the metrics as JSON: mean loss, token- and word-level
-    perplexity (word perplexity is comparable across vocabularies)."""
-    from chatbot.evaluation import evaluate_sources
-    from chatbot.training import checkpoint
-
+    perplexity (word perplexity is comparable across vocabularies), and under "replies" the quality of replies it
+    generates with the decoding flags (BLEU, unigram F1, distinct-1/2, average length, generic-reply rate, latency
+    p50/p95 in ms)."""
     _set_threads(threads)
     model_dir = model or default_model_dir()
-    result = evaluate_sources(checkpoint.load(model_dir), data, split, limit, batch_size)
-    click.echo(json.dumps({"model": str(model_dir), "split": split, **dataclasses.asdict(result)}, indent=2))
+    result = _evaluate_one(model_dir, data, split, limit, batch_size, replies, dict(decode))
+    if other is not None:
+        result["compare"] = _evaluate_one(other, data, split, limit, batch_size, replies, dict(decode))
+        _report(_side_by_side(result, result["compare"]))
+    click.echo(json.dumps(result, indent=2))
+
+
+def _evaluate_one(
+    model_dir: Path,
+    data: tuple[str, ...],
+    split: str,
+    limit: int,
+    batch_size: int,
+    replies: int,
+    decode: dict[str, Any],
+) -> dict[str, Any]:
+    from chatbot.evaluation import generated_reply_quality, held_out_pairs, perplexity
+    from chatbot.training import checkpoint
+
+    config = _decode_config(model_dir, decode)
+    bundle = checkpoint.load(model_dir)
+    pairs = held_out_pairs(bundle, data, split, limit)
+    result: dict[str, Any] = {"model": str(model_dir), "split": split}
+    result.update(dataclasses.asdict(perplexity(bundle.model, bundle.tokenizer, pairs, batch_size)))
+    if replies:
+        quality = generated_reply_quality(bundle, pairs[:replies], config)
+        result["replies"] = {**dataclasses.asdict(quality), "decode": dataclasses.asdict(config)}
+    return result
+
+
+def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """A plain-text table of the numeric metrics of two evaluations."""
+
+    def numbers(result: dict[str, Any]) -> dict[str, float]:
+        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        flat.update({k: v for k, v in result.get("replies", {}).items() if isinstance(v, (int, float))})
+        return flat
+
+    left, right = numbers(first), numbers(second)
+    lines = [f"{'metric':<20} {'model':>14} {'compare':>14}"]
+    lines += [f"{name:<20} {left[name]:>14.4g} {right.get(name, float('nan')):>14.4g}" for name in left]
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -449,13 +566,14 @@ def evaluate(model: Path | None, data: tuple[str, ...], split: str, limit: int, 
 @model_option()
 @db_option()
 @threads_option()
-def telegram(token: str, api_url: str, model: Path | None, db: str | None, threads: int) -> None:
+@decode_options()
+def telegram(token: str, api_url: str, model: Path | None, db: str | None, threads: int, **decode: Any) -> None:
     """Run the bot on Telegram with long polling until Ctrl-C. Each chat has its own history in the database;
     /start, /help and /reset are understood."""
     from chatbot.channels.telegram import run_telegram
 
     _set_threads(threads)
-    run_telegram(token, api_url, _build_manager(model, db))
+    run_telegram(token, api_url, _build_manager(model, db, decode))
 
 
 @cli.group("db", cls=ChatbotGroup)

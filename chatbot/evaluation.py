@@ -1,4 +1,5 @@
-"""Evaluation: how well a model predicts held-out replies, as token- and word-level perplexity.
+"""Evaluation: how well a model predicts held-out replies (token- and word-level perplexity), and how good the
+replies it generates for them are (reply_quality.py: BLEU, F1, distinct-n, generic replies, latency).
 
 Word-level perplexity is exp(total NLL / words), where words are the whitespace words of each reference reply plus
 one for its end. The NLL is the same whatever the tokenizer, so models with different vocabularies compare fairly.
@@ -7,6 +8,7 @@ one for its end. The NLL is the same whatever the tokenizer, so models with diff
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,9 +16,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from chatbot.config import DecodeConfig
 from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.reply_quality import ReplyQuality, measure
+from chatbot.search import generate
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import split_pairs
@@ -91,10 +96,8 @@ def perplexity(model: Seq2Seq, tokenizer: Tokenizer, pairs: Sequence[EncodedPair
     )
 
 
-def evaluate_sources(
-    bundle: ModelBundle, sources: Sequence[str], split: str, limit: int, batch_size: int
-) -> Perplexity:
-    """Perplexity of a loaded model on the ``split`` (or ``all``) pairs of dialogue logs, the first ``limit`` if set.
+def held_out_pairs(bundle: ModelBundle, sources: Sequence[str], split: str, limit: int) -> list[EncodedPair]:
+    """The ``split`` (or ``all``) pairs of dialogue logs, encoded for ``bundle``'s model, the first ``limit`` if set.
 
     The pairs are cleaned as the model's training data was, so a model's own test split scores as it did in training.
     """
@@ -103,5 +106,25 @@ def evaluate_sources(
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise ChatbotError(f"no ({split}) context/response pairs in {', '.join(sources)}")
-    encoded = [encode_pair(pair, bundle.tokenizer, bundle.context) for pair in pairs]
-    return perplexity(bundle.model, bundle.tokenizer, encoded, batch_size)
+    return [encode_pair(pair, bundle.tokenizer, bundle.context) for pair in pairs]
+
+
+def evaluate_sources(
+    bundle: ModelBundle, sources: Sequence[str], split: str, limit: int, batch_size: int
+) -> Perplexity:
+    """Perplexity of a loaded model on the ``split`` pairs of dialogue logs (see ``held_out_pairs``)."""
+    return perplexity(bundle.model, bundle.tokenizer, held_out_pairs(bundle, sources, split, limit), batch_size)
+
+
+@torch.inference_mode()
+def generated_reply_quality(bundle: ModelBundle, pairs: Sequence[EncodedPair], decode: DecodeConfig) -> ReplyQuality:
+    """Generate a reply to each pair's context one at a time, as a chat would, and score the replies against the
+    references (decoded from the same pieces, so both sides are normalised alike) and by latency."""
+    tokenizer, replies, references, seconds = bundle.tokenizer, [], [], []
+    for pair in pairs:
+        started = time.perf_counter()
+        best = generate(bundle.model, torch.tensor([pair.source]), tokenizer.bos_id, tokenizer.eos_id, decode)[0][0]
+        replies.append(" ".join(tokenizer.decode(best.tokens).split()))
+        seconds.append(time.perf_counter() - started)
+        references.append(" ".join(tokenizer.decode(pair.target).split()))
+    return measure(replies, references, seconds)

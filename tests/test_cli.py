@@ -309,3 +309,46 @@ def test_every_model_option_trains_and_chats(runner: CliRunner, sample_path: Pat
     result = runner.invoke(cli, ["chat", "--model", str(out), "--db", db_url(tmp_path)], input="hello\nhow are you?\n")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_eval_reports_generated_reply_quality_and_compares_two_models(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path
+) -> None:
+    args = ["eval", "--model", str(tiny_model_dir), str(sample_path), "--limit", "12", "--replies", "6"]
+    result = runner.invoke(cli, [*args, "--strategy", "beam", "--beam-size", "3", "--compare", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    replies = metrics["replies"]
+    assert replies["replies"] == 6 and replies["decode"]["strategy"] == "beam" and replies["decode"]["beam_size"] == 3
+    assert set(replies) >= {"bleu", "unigram_f1", "distinct_1", "distinct_2", "average_length", "generic_rate"}
+    assert 0 < replies["latency_p50_ms"] <= replies["latency_p95_ms"]
+    assert replies["unigram_f1"] > 0.3  # the tiny model learned the sample logs it is scored on
+    assert metrics["compare"]["word_perplexity"] == metrics["word_perplexity"]
+    assert "metric" in result.stderr and "unigram_f1" in result.stderr
+
+
+def test_decoding_flags_override_what_the_model_stores(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from chatbot.cli import _decode_config
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["decode"] = {"strategy": "beam", "beam_size": 4, "max_length": 20}
+    (model / "config.json").write_text(json.dumps(config))
+    empty = {"strategy": None, "beam_size": None, "max_length": None, "block_ngram": None}
+    stored = _decode_config(model, dict(empty))
+    assert (stored.strategy, stored.beam_size, stored.max_length, stored.block_ngram) == ("beam", 4, 20, 0)
+    given = _decode_config(model, {**empty, "beam_size": 2, "block_ngram": 3})
+    assert (given.strategy, given.beam_size, given.block_ngram) == ("beam", 2, 3)
+
+    chat = ["chat", "--model", str(model), "--db", db_url(tmp_path)]
+    monkeypatch.setenv("CHATBOT_CHAT_STRATEGY", "sample")
+    result = runner.invoke(cli, [*chat, "--top-k", "1"], input="do you have any pets?\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "yes, a cat named pepper\n"  # top-k 1 sampling is greedy
+    result = runner.invoke(cli, [*chat, "--temperature", "0"], input="hi\n")
+    assert result.exit_code == 2 and "temperature must be positive" in result.stderr
