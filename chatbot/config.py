@@ -168,7 +168,8 @@ class DecodeConfig:
     log-probability); sample draws each piece at ``temperature`` from the ``top_k`` likeliest pieces (0: all) whose
     probabilities add up to ``top_p`` (nucleus sampling). ``block_ngram`` forbids repeating any n-gram of that
     many pieces within a reply and ``block_context_ngram`` copying one from the context (0: off). ``n_best``
-    replies are returned per context (beam: at most ``beam_size``).
+    replies are returned per context (beam: at most ``beam_size``). ``mmi_weight`` above 0 reranks them by MMI
+    anti-LM, penalising their first ``mmi_prefix`` pieces' likelihood without context (search/mmi.py).
     """
 
     max_length: int = 32
@@ -182,6 +183,8 @@ class DecodeConfig:
     top_p: float = 1.0
     block_ngram: int = 0
     block_context_ngram: int = 0
+    mmi_weight: float = 0.0
+    mmi_prefix: int = 5
 
     def __post_init__(self) -> None:
         if self.strategy not in DECODE_STRATEGIES:

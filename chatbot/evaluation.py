@@ -24,7 +24,7 @@ from chatbot.reply_quality import ReplyQuality, measure
 from chatbot.search import generate
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
 from chatbot.text.cleaning import clean_splits
-from chatbot.text.pairs import split_pairs
+from chatbot.text.pairs import OTHER_TURN, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -121,9 +121,11 @@ def generated_reply_quality(bundle: ModelBundle, pairs: Sequence[EncodedPair], d
     """Generate a reply to each pair's context one at a time, as a chat would, and score the replies against the
     references (decoded from the same pieces, so both sides are normalised alike) and by latency."""
     tokenizer, replies, references, seconds = bundle.tokenizer, [], [], []
+    neutral = tokenizer.encode(OTHER_TURN)  # the context-free language model of MMI reranking
     for pair in pairs:
         started = time.perf_counter()
-        best = generate(bundle.model, torch.tensor([pair.source]), tokenizer.bos_id, tokenizer.eos_id, decode)[0][0]
+        source = torch.tensor([pair.source])
+        best = generate(bundle.model, source, tokenizer.bos_id, tokenizer.eos_id, decode, neutral=neutral)[0][0]
         replies.append(" ".join(tokenizer.decode(best.tokens).split()))
         seconds.append(time.perf_counter() - started)
         references.append(" ".join(tokenizer.decode(pair.target).split()))

@@ -16,7 +16,7 @@ from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.types import Turn
 from chatbot.search import generate
 from chatbot.text.batching import pad
-from chatbot.text.pairs import history_context
+from chatbot.text.pairs import OTHER_TURN, history_context
 from chatbot.training import checkpoint
 
 
@@ -51,8 +51,14 @@ class ResponseGenerator:
         bundle = self.load()
         tokenizer = bundle.tokenizer
         rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
+        neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
         with torch.inference_mode():
             hypotheses = generate(
-                bundle.model, pad(rows, tokenizer.pad_id), tokenizer.bos_id, tokenizer.eos_id, self.decode_config
+                bundle.model,
+                pad(rows, tokenizer.pad_id),
+                tokenizer.bos_id,
+                tokenizer.eos_id,
+                self.decode_config,
+                neutral=neutral,
             )
         return [" ".join(tokenizer.decode(best[0].tokens).split()) for best in hypotheses]

@@ -5,6 +5,7 @@ holds for every strategy; batches decode row by row."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 import torch
@@ -155,3 +156,23 @@ def test_top_k_top_p_and_temperature_shape_the_distribution() -> None:
 
 def test_confidence_is_the_per_piece_geometric_mean_probability() -> None:
     assert Hypothesis([4, 5], log_prob=3 * -0.5, score=0.0).confidence == pytest.approx(0.6065, abs=1e-4)
+
+
+def test_mmi_rescoring_subtracts_the_context_free_likelihood_of_the_first_pieces() -> None:
+    from chatbot.search.beam import length_penalty
+    from chatbot.search.mmi import prefix_log_probs
+
+    model, source, neutral = random_model(6, vocab=9), torch.tensor([[4, 5, 6]]), [4]
+    config = DecodeConfig(strategy="beam", beam_size=5, n_best=5, max_length=6, mmi_weight=0.0, mmi_prefix=2)
+    plain = generate(model, source, BOS, EOS, config, neutral=neutral)[0]
+    anti = prefix_log_probs(model, [h.tokens for h in plain], neutral, BOS, EOS, prefix=2)
+    for h, lm in zip(plain, anti, strict=True):
+        first = ([*h.tokens, EOS])[:2]
+        assert lm == pytest.approx(sequence_log_prob(model, torch.tensor([neutral]), first, ended=False), abs=1e-5)
+    weighted = generate(model, source, BOS, EOS, dataclasses_replace(config, mmi_weight=0.7), neutral=neutral)[0]
+    expected = sorted(
+        ((h.log_prob - 0.7 * lm) / length_penalty(len(h.tokens) + 1, 0.6), h.tokens)
+        for h, lm in zip(plain, anti, strict=True)
+    )[::-1]
+    assert [h.tokens for h in weighted] == [tokens for _, tokens in expected]
+    assert [h.score for h in weighted] == pytest.approx([score for score, _ in expected])
