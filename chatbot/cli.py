@@ -188,6 +188,7 @@ DECODE_HELP = {
     "mmi_weight": "Rerank the n-best replies by MMI anti-LM with this weight, against generic replies (0: off; "
     "try 0.3 with --strategy beam --n-best 5).",
     "mmi_prefix": "MMI penalises the context-free likelihood of this many first pieces of a reply.",
+    "min_confidence": "Below this per-piece geometric-mean probability the bot says it is unsure instead (0: off).",
 }
 
 

@@ -169,7 +169,9 @@ class DecodeConfig:
     probabilities add up to ``top_p`` (nucleus sampling). ``block_ngram`` forbids repeating any n-gram of that
     many pieces within a reply and ``block_context_ngram`` copying one from the context (0: off). ``n_best``
     replies are returned per context (beam: at most ``beam_size``). ``mmi_weight`` above 0 reranks them by MMI
-    anti-LM, penalising their first ``mmi_prefix`` pieces' likelihood without context (search/mmi.py).
+    anti-LM, penalising their first ``mmi_prefix`` pieces' likelihood without context (search/mmi.py). A reply
+    whose confidence (geometric-mean piece probability) is below ``min_confidence`` is not sent; the dialogue
+    manager answers with its fallback instead (0: always send).
     """
 
     max_length: int = 32
@@ -185,6 +187,7 @@ class DecodeConfig:
     block_context_ngram: int = 0
     mmi_weight: float = 0.0
     mmi_prefix: int = 5
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if self.strategy not in DECODE_STRATEGIES:

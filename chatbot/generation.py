@@ -42,12 +42,18 @@ class ResponseGenerator:
                 self._bundle = checkpoint.load(self.model_dir)
             return self._bundle
 
-    def reply(self, history: Sequence[Turn]) -> str:
-        """The reply to a conversation's recent turns (oldest first)."""
-        return self.generate([history_context(history, self.context.history_turns)])[0]
+    def reply(self, history: Sequence[Turn]) -> str | None:
+        """The reply to a conversation's recent turns (oldest first), or None when its confidence (geometric-mean
+        piece probability) is below the decode config's ``min_confidence``."""
+        text, confidence = self.generate_scored([history_context(history, self.context.history_turns)])[0]
+        return text if confidence >= self.decode_config.min_confidence else None
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""
+        return [text for text, _ in self.generate_scored(contexts)]
+
+    def generate_scored(self, contexts: Sequence[str]) -> list[tuple[str, float]]:
+        """Replies for several context texts at once, decoded as one batch, each with its confidence."""
         bundle = self.load()
         tokenizer = bundle.tokenizer
         rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
@@ -61,4 +67,4 @@ class ResponseGenerator:
                 self.decode_config,
                 neutral=neutral,
             )
-        return [" ".join(tokenizer.decode(best[0].tokens).split()) for best in hypotheses]
+        return [(" ".join(tokenizer.decode(best[0].tokens).split()), best[0].confidence) for best in hypotheses]

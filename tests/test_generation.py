@@ -31,3 +31,22 @@ def test_replies_follow_the_training_conversations(tiny_model_dir: Path) -> None
 def test_a_missing_model_fails_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no model directory"):
         ResponseGenerator(tmp_path / "missing")
+
+
+def test_an_unsure_reply_is_withheld_below_min_confidence(tiny_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+
+    history = [Turn(Role.USER, "whatever, something unseen")]
+    ((text, confidence),) = ResponseGenerator(tiny_model_dir).generate_scored(["<usr> whatever, something unseen"])
+    assert 0 < confidence < 1
+    assert ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 0.99)).reply(history) == text
+    assert ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 1.01)).reply(history) is None
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_every_strategy_replies_from_the_generator(tiny_model_dir: Path, strategy: str) -> None:
+    from chatbot.config import DecodeConfig
+
+    config = DecodeConfig(strategy=strategy, block_ngram=3, block_context_ngram=3, n_best=3, mmi_weight=0.3)
+    reply = ResponseGenerator(tiny_model_dir, config).reply([Turn(Role.USER, "do you have any pets?")])
+    assert reply and reply.strip()

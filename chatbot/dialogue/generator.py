@@ -16,8 +16,9 @@ class Generator(Protocol):
         """How many recent turns the generator wants to see."""
         ...
 
-    def reply(self, history: Sequence[Turn]) -> str:
-        """Return the bot's next message; never empty."""
+    def reply(self, history: Sequence[Turn]) -> str | None:
+        """Return the bot's next message, or None when the generator has no reply it is confident in (the manager
+        then answers with its fallback)."""
         ...
 
 

@@ -17,6 +17,7 @@ from chatbot.storage.store import Transaction
 logger = logging.getLogger(__name__)
 
 FALLBACK_REPLY = "..."
+UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no reply it is confident in
 
 
 class DialogueManager:
@@ -35,7 +36,8 @@ class DialogueManager:
             conversation_id = store.current_conversation(channel, external_id)
             store.add_turn(conversation_id, Turn(Role.USER, text))
             history = store.recent_turns(conversation_id, self.generator.history_turns)
-        reply = self.generator.reply(history).strip() or FALLBACK_REPLY
+        generated = self.generator.reply(history)
+        reply = UNSURE_REPLY if generated is None else generated.strip() or FALLBACK_REPLY
         with self.transaction() as store:
             store.add_turn(conversation_id, Turn(Role.BOT, reply))
         logger.debug("conversation %s: replied with %d characters", conversation_id, len(reply))

@@ -8,7 +8,7 @@ import pytest
 
 from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT, Command, parse_command
 from chatbot.dialogue.generator import EchoGenerator
-from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
+from chatbot.dialogue.manager import FALLBACK_REPLY, UNSURE_REPLY, DialogueManager
 from chatbot.dialogue.types import Reply, Role, Turn
 from chatbot.storage.store import MemoryStore
 
@@ -68,6 +68,11 @@ class BlankGenerator(EchoGenerator):
         return "   "
 
 
+class UnsureGenerator(EchoGenerator):
+    def reply(self, history: Sequence[Turn]) -> str | None:
+        return None
+
+
 def test_user_turn_is_stored_even_when_generation_fails(store: MemoryStore) -> None:
     with pytest.raises(RuntimeError):
         DialogueManager(FailingGenerator(), store.transaction).respond("test", "a", "are you there?")
@@ -76,3 +81,8 @@ def test_user_turn_is_stored_even_when_generation_fails(store: MemoryStore) -> N
 
 def test_an_empty_generation_is_never_sent(store: MemoryStore) -> None:
     assert DialogueManager(BlankGenerator(), store.transaction).respond("test", "a", "hi").text == FALLBACK_REPLY
+
+
+def test_an_unsure_generator_gets_the_unsure_reply_which_is_stored(store: MemoryStore) -> None:
+    assert DialogueManager(UnsureGenerator(), store.transaction).respond("test", "a", "hi").text == UNSURE_REPLY
+    assert [turn.text for turn in next(store.conversations()).turns] == ["hi", UNSURE_REPLY]
