@@ -6,6 +6,7 @@ on the first reply (or ``load()``) and stay cached, so a REPL or bot starts quic
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.types import Turn
+from chatbot.quantization import quantize
 from chatbot.search import generate
 from chatbot.text.batching import pad
 from chatbot.text.pairs import OTHER_TURN, history_context
@@ -21,10 +23,12 @@ from chatbot.training import checkpoint
 
 
 class ResponseGenerator:
-    """Generates replies with the model in ``model_dir``, decoding as ``decode`` says (default: as trained)."""
+    """Generates replies with the model in ``model_dir``, decoding as ``decode`` says (default: as trained), with
+    int8 weights when ``quantized`` (quantization.py)."""
 
-    def __init__(self, model_dir: Path, decode: DecodeConfig | None = None) -> None:
+    def __init__(self, model_dir: Path, decode: DecodeConfig | None = None, quantized: bool = False) -> None:
         self.model_dir = model_dir
+        self.quantized = quantized
         config = checkpoint.read_config(model_dir)
         self.context = from_dict(ContextConfig, config.get("context", {}))
         self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
@@ -39,7 +43,8 @@ class ResponseGenerator:
         """Load the weights once; later calls return the cached bundle."""
         with self._lock:
             if self._bundle is None:
-                self._bundle = checkpoint.load(self.model_dir)
+                bundle = checkpoint.load(self.model_dir)
+                self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
             return self._bundle
 
     def reply(self, history: Sequence[Turn]) -> str | None:

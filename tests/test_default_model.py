@@ -26,7 +26,7 @@ def test_shipped_model_replies_to_every_prompt() -> None:
     generator = ResponseGenerator(default_model_dir())
     for prompt in PROMPTS:
         reply = generator.reply([Turn(Role.USER, prompt)])
-        assert reply.strip(), prompt
+        assert reply and reply.strip(), prompt
         assert "\n" not in reply
 
 
