@@ -193,12 +193,13 @@ DECODE_HELP = {
 }
 
 
-def quantize_option() -> Callable[[FC], FC]:
+def quantize_option(default: bool) -> Callable[[FC], FC]:
+    """int8 inference: on by default where replies are served (chat, telegram), off where a model is measured."""
     return click.option(
         "--quantize/--no-quantize",
-        default=False,
-        help="Run the model with int8 weights (dynamic quantization): several times faster replies on a CPU, "
-        "perplexity within a fraction of a percent.",
+        default=default,
+        help="Run the model with int8 weights (dynamic quantization of the RNN and linear layers): about 1.8x "
+        "faster replies on a CPU, perplexity within half a percent of fp32.",
     )
 
 
@@ -285,7 +286,7 @@ def _login_name() -> str:
     help="Whose conversation this is; each user has their own history. Default: your login name.",
 )
 @threads_option()
-@quantize_option()
+@quantize_option(default=True)
 @decode_options()
 def chat(model: Path | None, db: str | None, user: str | None, threads: int, quantize: bool, **decode: Any) -> None:
     """Talk to the bot in the terminal.
@@ -507,7 +508,7 @@ def train(
     help="A second model directory to measure the same way; the JSON gets both, a table on stderr shows them.",
 )
 @threads_option()
-@quantize_option()
+@quantize_option(default=False)
 @decode_options()
 def evaluate(
     model: Path | None,
@@ -588,7 +589,7 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
 @model_option()
 @db_option()
 @threads_option()
-@quantize_option()
+@quantize_option(default=True)
 @decode_options()
 def telegram(
     token: str, api_url: str, model: Path | None, db: str | None, threads: int, quantize: bool, **decode: Any

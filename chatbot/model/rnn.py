@@ -22,10 +22,11 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, layers: int = 1, drop
     return kind(input_size, hidden_size, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
 
 
-def run_rnn(rnn: nn.RNNBase, inputs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def run_rnn(rnn: nn.Module, inputs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """inputs (batch, len, input), state (layers, batch, state_size) -> outputs (batch, len, hidden) and the new
-    state (layers, batch, state_size)."""
-    if isinstance(rnn, nn.LSTM):
+    state (layers, batch, state_size). ``rnn`` is an nn.GRU or nn.LSTM, or its int8 twin (quantization.py), which
+    is no subclass of them but has the same ``mode``."""
+    if getattr(rnn, "mode", "") == "LSTM":
         hidden, cell = state.chunk(2, dim=-1)
         outputs, (hidden, cell) = rnn(inputs, (hidden.contiguous(), cell.contiguous()))
         return outputs, torch.cat([hidden, cell], dim=-1)

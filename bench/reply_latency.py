@@ -1,0 +1,69 @@
+"""Reply latency of the shipped model in one chat: greedy and beam-5, fp32 and int8, measured side by side.
+
+Each reply is timed the way ``chatbot chat`` produces it (``ResponseGenerator.generate_scored`` on one context:
+tokenize, encode, search, detokenize), over held-out chitchat contexts, after a warm-up. The four variants take
+turns on every context, so machine noise hits them alike. Reported: p50 and p95 in milliseconds.
+
+    python bench/reply_latency.py [--threads 2] [--contexts 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime
+
+import torch
+
+from chatbot.cli import default_model_dir
+from chatbot.evaluation import held_out_pairs
+from chatbot.generation import ResponseGenerator
+from chatbot.training import checkpoint
+
+
+def percentile(values: list[float], share: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[share - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--contexts", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir = default_model_dir()
+    chat_default = ResponseGenerator(model_dir).decode_config  # what `chatbot chat` decodes with, without flags
+    beam = dataclasses.replace(chat_default, strategy="beam", beam_size=5)
+    variants = {  # `chatbot chat` runs int8 unless --no-quantize
+        f"{name}, {precision}": ResponseGenerator(model_dir, config, quantized=precision.startswith("int8"))
+        for name, config in ((chat_default.strategy, chat_default), ("beam-5", beam))
+        for precision in ("fp32", "int8 (chat default)")
+    }
+    bundle = checkpoint.load(model_dir)
+    pairs = held_out_pairs(bundle, ["chitchat"], "test", args.contexts)
+    contexts = [bundle.tokenizer.decode(pair.source) for pair in pairs]
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for generator in variants.values():
+        generator.generate_scored(contexts[:5])  # warm-up: weights loaded, kernels primed
+    for context in contexts:
+        for name, generator in variants.items():
+            started = time.perf_counter()
+            generator.generate_scored([context])
+            seconds[name].append(time.perf_counter() - started)
+    print(
+        f"# {datetime.now():%Y-%m-%d %H:%M} · {platform.processor() or platform.machine()} · torch {torch.__version__}"
+    )
+    print(f"# command: python {' '.join(sys.argv)}; {len(contexts)} chitchat test contexts, {args.threads} threads")
+    print("| decoding | p50 ms | p95 ms | vs fp32 (p50) |\n|---|---|---|---|")
+    for name, values in seconds.items():
+        base = seconds[name.replace("int8 (chat default)", "fp32")]
+        ratio = percentile(base, 50) / percentile(values, 50)
+        print(f"| {name} | {percentile(values, 50):.1f} | {percentile(values, 95):.1f} | {ratio:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
