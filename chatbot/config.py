@@ -183,7 +183,7 @@ class DecodeConfig:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    block_ngram: int = 0
+    block_ngram: int = 3
     block_context_ngram: int = 0
     mmi_weight: float = 0.0
     mmi_prefix: int = 5

@@ -341,9 +341,9 @@ def test_decoding_flags_override_what_the_model_stores(
     (model / "config.json").write_text(json.dumps(config))
     empty = {"strategy": None, "beam_size": None, "max_length": None, "block_ngram": None}
     stored = _decode_config(model, dict(empty))
-    assert (stored.strategy, stored.beam_size, stored.max_length, stored.block_ngram) == ("beam", 4, 20, 0)
-    given = _decode_config(model, {**empty, "beam_size": 2, "block_ngram": 3})
-    assert (given.strategy, given.beam_size, given.block_ngram) == ("beam", 2, 3)
+    assert (stored.strategy, stored.beam_size, stored.max_length, stored.block_ngram) == ("beam", 4, 20, 3)
+    given = _decode_config(model, {**empty, "beam_size": 2, "block_ngram": 0})
+    assert (given.strategy, given.beam_size, given.block_ngram) == ("beam", 2, 0)
 
     chat = ["chat", "--model", str(model), "--db", db_url(tmp_path)]
     monkeypatch.setenv("CHATBOT_CHAT_STRATEGY", "sample")

@@ -39,7 +39,8 @@ def test_eos_first_gives_an_empty_reply_only_without_min_length() -> None:
 
 
 def test_max_length_caps_a_reply_that_never_ends() -> None:
-    replies = greedy_search(biased_model(favourite=7), torch.tensor([[4], [5]]), BOS, EOS, DecodeConfig(max_length=6))
+    config = DecodeConfig(max_length=6, block_ngram=0)
+    replies = greedy_search(biased_model(favourite=7), torch.tensor([[4], [5]]), BOS, EOS, config)
     assert replies == [[7] * 6, [7] * 6]
 
 
@@ -70,7 +71,7 @@ def sequence_log_prob(model: Seq2Seq, source: torch.Tensor, reply: list[int], en
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_wide_enough_beam_finds_the_exact_best_replies(seed: int) -> None:
     model, source = random_model(seed), torch.tensor([[4, 5, 6]])
-    pieces = [t for t in range(7) if t != EOS]
+    pieces = [t for t in range(7) if t not in (EOS, PAD, BOS)]  # search never produces padding or bos
     every = [
         (sequence_log_prob(model, source, list(reply), ended), list(reply))
         for length in range(1, 4)

@@ -38,6 +38,7 @@ def beam_search(
     """Decode source (batch, src_len) into up to ``n_best`` hypotheses per row, best first."""
     batch, width = source.size(0), config.beam_size
     contexts = context_indexes(source, model.config.pad_id, config)
+    never = (model.config.pad_id, bos_id)  # pieces no reply may contain
     rows = torch.arange(batch, device=source.device).repeat_interleave(width)  # (batch*width,): each row's context
     encoded = model.encode(source).select(rows)
     state = encoded.hidden
@@ -52,7 +53,7 @@ def beam_search(
         logits, state, _ = model.decode(previous, state, encoded)  # (rows, 1, vocab)
         log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
         row_contexts = [contexts[alive[row // width]] for row in range(len(replies))]
-        log_probs = apply_constraints(log_probs, replies, row_contexts, step, eos_id, config)
+        log_probs = apply_constraints(log_probs, replies, row_contexts, step, eos_id, config, never)
         groups = _step_groups(scores.unsqueeze(1) + log_probs, width, alive, replies, finished, eos_id, config, step)
         if not groups:
             return [_best(hypotheses, config) for hypotheses in finished]

@@ -1,4 +1,5 @@
-"""Constraints every search applies before choosing a piece: no end before ``min_length``, and n-gram blocking.
+"""Constraints every search applies before choosing a piece: no padding or begin-of-sequence piece, no end before
+``min_length``, and n-gram blocking.
 
 Blocking (as in ParlAI and OpenNMT) sets a piece's score to -inf when choosing it would repeat an n-gram already in
 the reply (``block_ngram``: no "i like it i like it") or copy one from the context (``block_context_ngram``: no
@@ -40,9 +41,12 @@ def apply_constraints(
     step: int,
     eos_id: int,
     config: DecodeConfig,
+    never: Sequence[int] = (),
 ) -> torch.Tensor:
     """log_probs (rows, vocab) for the next piece of each row's reply so far -> the same with banned pieces at
-    -inf. ``contexts`` holds each row's context n-gram index (for ``block_context_ngram``)."""
+    -inf. ``contexts`` holds each row's context n-gram index (for ``block_context_ngram``); ``never`` lists pieces
+    no reply may contain (padding, begin-of-sequence)."""
+    log_probs[:, list(never)] = float("-inf")
     if step < config.min_length:
         log_probs[:, eos_id] = float("-inf")
     if not (config.block_ngram or config.block_context_ngram):

@@ -42,6 +42,7 @@ def sample(
     """Decode source (batch, src_len) into ``n_best`` sampled replies per row, likeliest first."""
     batch, draws = source.size(0), config.n_best
     contexts = context_indexes(source, model.config.pad_id, config)
+    never = (model.config.pad_id, bos_id)  # pieces no reply may contain
     rows = torch.arange(batch, device=source.device).repeat_interleave(draws)
     encoded = model.encode(source).select(rows)
     state, active = encoded.hidden, list(range(batch * draws))  # active: the original row of each batch row
@@ -53,7 +54,9 @@ def sample(
         logits, state, _ = model.decode(previous, state, encoded)
         model_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (active, vocab)
         row_contexts = [contexts[row // draws] for row in active]
-        allowed = apply_constraints(model_log_probs, [replies[r] for r in active], row_contexts, step, eos_id, config)
+        allowed = apply_constraints(
+            model_log_probs, [replies[r] for r in active], row_contexts, step, eos_id, config, never
+        )
         probs = torch.softmax(filter_distribution(allowed, config), dim=-1)
         chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (active,)
         picked = model_log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1).tolist()
