@@ -484,6 +484,34 @@ def train(
         click.echo(json.dumps({"model": str(out), **summary}, indent=2))
 
 
+@cli.command("export-model")
+@model_option()
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="TorchScript file to write."
+)
+@decode_options()
+def export_model(model: Path | None, out: Path, **decode: Any) -> None:
+    """Write the model and its beam search as one TorchScript file that runs with torch alone.
+
+    Load it with torch.jit.load(FILE); calling it with one context's piece ids, a (1, length) int64 tensor, returns
+    the n-best replies (piece ids) and their scores, decoded with the model's settings and the decoding flags
+    (sampling is exported as greedy). The file carries the sentencepiece model as the buffer tokenizer_model and
+    the context cap as max_source_tokens: build the context text as "<usr> message" (earlier turns before it).
+    """
+    from chatbot.scripting import script
+    from chatbot.training import checkpoint
+
+    model_dir = model or default_model_dir()
+    config = _decode_config(model_dir, decode)
+    bundle = checkpoint.load(model_dir)
+    scripted = script(bundle.model, config, bundle.tokenizer, bundle.context.max_source_tokens)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    scripted.save(str(partial))
+    partial.replace(out)  # atomically: a crash never leaves half a file at --out
+    click.echo(json.dumps({"model": str(model_dir), "out": str(out), "decode": dataclasses.asdict(config)}, indent=2))
+
+
 @cli.command("eval")
 @model_option()
 @click.argument("data", nargs=-1, required=True)
