@@ -352,3 +352,10 @@ def test_decoding_flags_override_what_the_model_stores(
     assert result.stdout == "yes, a cat named pepper\n"  # top-k 1 sampling is greedy
     result = runner.invoke(cli, [*chat, "--temperature", "0"], input="hi\n")
     assert result.exit_code == 2 and "temperature must be positive" in result.stderr
+
+    monkeypatch.delenv("CHATBOT_CHAT_STRATEGY")
+    settings = tmp_path / "config.toml"
+    settings.write_text('[chat]\nstrategy = "sample"\ntop-k = 1\nmax-length = 2\n')
+    result = runner.invoke(cli, ["--config", str(settings), *chat], input="do you have any pets?\n")
+    assert result.exit_code == 0, result.output
+    assert "yes, a cat named pepper".startswith(result.stdout.strip()) and len(result.stdout.split()) <= 2
