@@ -1,5 +1,6 @@
 """Print a model's replies to a fixed list of prompts (chosen before looking at any output), one fresh conversation
-each, as a Markdown table for the model card.
+each, decoded as `chatbot chat` does by default (the model's decode settings, int8 weights), as a Markdown table
+for the model card.
 
     python bench/sample_replies.py [--model data/default-model]
 """
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("data/default-model"))
     args = parser.parse_args()
-    generator = ResponseGenerator(args.model)
+    generator = ResponseGenerator(args.model, quantized=True)  # as `chatbot chat` runs it by default
     print("| you say | the bot replies |\n|---|---|")
     for prompt in PROMPTS:
         print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)])} |")
