@@ -646,6 +646,40 @@ def db_upgrade(db: str | None) -> None:
     click.echo(f"database at {describe(parse_url(url))} is up to date")
 
 
+@db_group.command("stats")
+@db_option()
+def db_stats(db: str | None) -> None:
+    """Print what the database holds as JSON: conversations (open and per channel), users, messages by role, and
+    the time span of the messages."""
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.maintenance import database_stats
+
+    with open_database(db or default_db_url()).begin() as session:
+        click.echo(json.dumps(dataclasses.asdict(database_stats(session)), indent=2))
+
+
+@db_group.command("prune")
+@db_option()
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="DURATION",
+    help="Delete conversations whose last message is older than this: 30d, 12h, 90m or 2w.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def db_prune(db: str | None, older_than: str, dry_run: bool) -> None:
+    """Delete old conversations with all their messages, in one transaction, and print what went as JSON."""
+    from datetime import datetime, timezone
+
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.maintenance import parse_duration, prune
+
+    age = parse_duration(older_than)
+    with open_database(db or default_db_url()).begin() as session:
+        result = prune(session, age, datetime.now(timezone.utc), dry_run)
+    click.echo(json.dumps({"dry_run": dry_run, "older_than": older_than, **dataclasses.asdict(result)}, indent=2))
+
+
 @cli.command()
 @db_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file to write.")
