@@ -193,6 +193,21 @@ DECODE_HELP = {
 }
 
 
+def session_timeout_option() -> Callable[[FC], FC]:
+    return click.option(
+        "--session-timeout",
+        default="60m",
+        metavar="DURATION",
+        help="A conversation idle this long ends; the next message starts a new one (30m, 12h, 1d; 0: never).",
+    )
+
+
+def _session_timeout(text: str) -> Any:
+    from chatbot.storage.maintenance import parse_duration
+
+    return None if text.strip() in ("0", "off", "never") else parse_duration(text)
+
+
 def quantize_option(default: bool) -> Callable[[FC], FC]:
     """int8 inference: on by default where replies are served (chat, telegram), off where a model is measured."""
     return click.option(
@@ -247,7 +262,7 @@ def _set_threads(threads: int) -> None:
 
 
 def _build_manager(
-    model_dir: Path | None, db_url: str | None, decode: dict[str, Any], quantize: bool = False
+    model_dir: Path | None, db_url: str | None, decode: dict[str, Any], quantize: bool, session_timeout: str
 ) -> DialogueManager:
     """The DialogueManager over the model and the database, both checked before the first message; ``decode``
     holds the decoding flags (None where not given)."""
@@ -260,7 +275,7 @@ def _build_manager(
     generator = ResponseGenerator(model_dir, _decode_config(model_dir, decode), quantize)
     sessions = open_database(db_url or default_db_url())
     generator.load()
-    return DialogueManager(generator, sql_transaction(sessions))
+    return DialogueManager(generator, sql_transaction(sessions), _session_timeout(session_timeout))
 
 
 def _report(line: str) -> None:
@@ -287,18 +302,28 @@ def _login_name() -> str:
 )
 @threads_option()
 @quantize_option(default=True)
+@session_timeout_option()
 @decode_options()
-def chat(model: Path | None, db: str | None, user: str | None, threads: int, quantize: bool, **decode: Any) -> None:
+def chat(
+    model: Path | None,
+    db: str | None,
+    user: str | None,
+    threads: int,
+    quantize: bool,
+    session_timeout: str,
+    **decode: Any,
+) -> None:
     """Talk to the bot in the terminal.
 
     With a terminal: line editing and input history. With piped input: one message per line, exactly one reply
     line per message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset
-    (start a new conversation), /quit.
+    (start a new conversation), /export (this conversation as text, on one line when piped), /forget (delete
+    everything stored about you), /quit.
     """
     from chatbot.channels import repl
 
     _set_threads(threads)
-    manager = _build_manager(model, db, decode, quantize)
+    manager = _build_manager(model, db, decode, quantize, session_timeout)
     name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
@@ -618,16 +643,24 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
 @db_option()
 @threads_option()
 @quantize_option(default=True)
+@session_timeout_option()
 @decode_options()
 def telegram(
-    token: str, api_url: str, model: Path | None, db: str | None, threads: int, quantize: bool, **decode: Any
+    token: str,
+    api_url: str,
+    model: Path | None,
+    db: str | None,
+    threads: int,
+    quantize: bool,
+    session_timeout: str,
+    **decode: Any,
 ) -> None:
     """Run the bot on Telegram with long polling until Ctrl-C. Each chat has its own history in the database;
     /start, /help and /reset are understood."""
     from chatbot.channels.telegram import run_telegram
 
     _set_threads(threads)
-    run_telegram(token, api_url, _build_manager(model, db, decode, quantize))
+    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout))
 
 
 @cli.group("db", cls=ChatbotGroup)

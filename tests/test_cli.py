@@ -359,3 +359,17 @@ def test_decoding_flags_override_what_the_model_stores(
     result = runner.invoke(cli, ["--config", str(settings), *chat], input="do you have any pets?\n")
     assert result.exit_code == 0, result.output
     assert "yes, a cat named pepper".startswith(result.stdout.strip()) and len(result.stdout.split()) <= 2
+
+
+def test_piped_export_and_forget_and_a_bad_session_timeout(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    chat = ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path), "--user", "ann"]
+    result = runner.invoke(cli, [*chat, "--session-timeout", "2h"], input="do you have any pets?\n/export\n/forget\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == "you: do you have any pets? bot: yes, a cat named pepper"  # piped: one line per reply
+    assert lines[2].startswith("Deleted your 2 stored messages")
+    assert export(runner, tmp_path) == []
+    result = runner.invoke(cli, [*chat, "--session-timeout", "soon"], input="hi\n")
+    assert result.exit_code == 2 and "not a duration" in result.stderr

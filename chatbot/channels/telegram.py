@@ -46,6 +46,8 @@ COMMANDS = (
     ("start", "Start a new conversation"),
     ("help", "List the commands"),
     ("reset", "Forget this conversation and start over"),
+    ("export", "Show this conversation as text"),
+    ("forget", "Delete everything stored about you"),
 )
 NON_TEXT_REPLY = "I only understand text messages. Please write to me in words."
 ERROR_REPLY = "Sorry, something went wrong on my side. Please try again."

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HELP_TEXT = "Commands: /help shows this list; /reset starts a new conversation (the bot forgets the history)."
+HELP_TEXT = (
+    "Commands: /help shows this list; /reset starts a new conversation (the bot forgets the history); /export "
+    "shows this conversation as text; /forget deletes everything stored about you."
+)
 START_TEXT = "Hello! I'm a chatbot trained on conversations. Say something, or /help for commands."
 RESET_TEXT = "Started a new conversation."
+FORGET_TEXT = "Deleted your {count} stored messages. The next message starts afresh."
+EMPTY_EXPORT_TEXT = "This conversation has no messages yet."
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,51 @@ transaction open, and the reply is committed in a second, short transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
-from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT, Command, parse_command
+from chatbot.dialogue.commands import (
+    EMPTY_EXPORT_TEXT,
+    FORGET_TEXT,
+    HELP_TEXT,
+    RESET_TEXT,
+    START_TEXT,
+    Command,
+    parse_command,
+)
 from chatbot.dialogue.generator import Generator
 from chatbot.dialogue.types import Reply, Role, Turn
-from chatbot.storage.store import Transaction
+from chatbot.storage.store import ConversationStore, Transaction
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_REPLY = "..."
 UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no reply it is confident in
+EXPORT_LIMIT = 1000  # turns /export shows at most
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class DialogueManager:
-    """Channel-neutral conversation logic over a Generator and a ConversationStore."""
+    """Channel-neutral conversation logic over a Generator and a ConversationStore.
 
-    def __init__(self, generator: Generator, transaction: Transaction) -> None:
+    A conversation idle for longer than ``session_timeout`` (None: never) ends, and the next message starts a new
+    one, so yesterday's small talk does not leak into today's. ``clock`` says what time it is (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        transaction: Transaction,
+        session_timeout: timedelta | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self.generator = generator
         self.transaction = transaction
+        self.session_timeout = session_timeout
+        self.clock = clock
 
     def respond(self, channel: str, external_id: str, text: str) -> Reply:
         """Answer one message from ``external_id`` (a user or chat id) on ``channel``."""
@@ -33,7 +60,7 @@ class DialogueManager:
         if command is not None:
             return self._run_command(channel, external_id, command)
         with self.transaction() as store:
-            conversation_id = store.current_conversation(channel, external_id)
+            conversation_id = self._open_conversation(store, channel, external_id)
             store.add_turn(conversation_id, Turn(Role.USER, text))
             history = store.recent_turns(conversation_id, self.generator.history_turns)
         generated = self.generator.reply(history)
@@ -43,10 +70,29 @@ class DialogueManager:
         logger.debug("conversation %s: replied with %d characters", conversation_id, len(reply))
         return Reply(reply)
 
+    def _open_conversation(self, store: ConversationStore, channel: str, external_id: str) -> int:
+        """The conversation this message belongs to: the open one, unless it has been idle past the timeout."""
+        conversation_id = store.current_conversation(channel, external_id)
+        if (
+            self.session_timeout is not None
+            and self.clock() - store.last_activity(conversation_id) > self.session_timeout
+        ):
+            store.end_conversation(conversation_id)
+            conversation_id = store.current_conversation(channel, external_id)
+        return conversation_id
+
     def reset(self, channel: str, external_id: str) -> None:
         """End the open conversation, if any; the next message starts a fresh history."""
         with self.transaction() as store:
             store.end_conversation(store.current_conversation(channel, external_id))
+
+    def _transcript(self, channel: str, external_id: str) -> str:
+        """The current conversation as text, one "you:"/"bot:" line per turn."""
+        with self.transaction() as store:
+            conversation_id = store.current_conversation(channel, external_id)
+            turns = store.recent_turns(conversation_id, EXPORT_LIMIT)
+        lines = [f"{'you' if turn.role is Role.USER else 'bot'}: {turn.text}" for turn in turns]
+        return "\n".join(lines) if lines else EMPTY_EXPORT_TEXT
 
     def _run_command(self, channel: str, external_id: str, command: Command) -> Reply:
         if command.name == "help":
@@ -57,4 +103,10 @@ class DialogueManager:
         if command.name == "reset":
             self.reset(channel, external_id)
             return Reply(RESET_TEXT, is_command=True)
+        if command.name == "forget":
+            with self.transaction() as store:
+                deleted = store.forget(channel, external_id)
+            return Reply(FORGET_TEXT.format(count=deleted), is_command=True)
+        if command.name == "export":
+            return Reply(self._transcript(channel, external_id), is_command=True)
         return Reply(f"Unknown command /{command.name}. Try /help.", is_command=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.dialogue.types import Role, Turn
@@ -57,8 +57,16 @@ class ConversationStore(Protocol):
         """The last ``limit`` turns of a conversation, oldest first."""
         ...
 
-    def conversations(self) -> Iterator[StoredConversation]:
-        """Every stored conversation with its turns, in the order they started."""
+    def last_activity(self, conversation_id: int) -> datetime:
+        """When the conversation's newest turn was stored (its start, while it has none)."""
+        ...
+
+    def forget(self, channel: str, external_id: str) -> int:
+        """Delete every conversation of this channel's user or chat, with all turns; returns the turns deleted."""
+        ...
+
+    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
+        """Every stored conversation with its turns, in the order they started (only one user's, if named)."""
         ...
 
 
@@ -67,6 +75,11 @@ Transaction = Callable[[], AbstractContextManager[ConversationStore]]
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for what was stored as UTC; Postgres keeps the zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 class SqlConversationStore:
@@ -113,8 +126,40 @@ class SqlConversationStore:
         rows = self.session.execute(query).all()
         return [Turn(Role(role), text) for role, text in reversed(rows)]
 
-    def conversations(self) -> Iterator[StoredConversation]:
-        for conversation in self.session.scalars(select(models.Conversation).order_by(models.Conversation.id)):
+    def last_activity(self, conversation_id: int) -> datetime:
+        newest = self.session.scalar(
+            select(models.Message.created_at)
+            .where(models.Message.conversation_id == conversation_id)
+            .order_by(models.Message.id.desc())
+            .limit(1)
+        )
+        if newest is None:
+            newest = self.session.scalar(
+                select(models.Conversation.started_at).where(models.Conversation.id == conversation_id)
+            )
+        return _aware(newest) if newest is not None else _now()
+
+    def forget(self, channel: str, external_id: str) -> int:
+        theirs = select(models.Conversation.id).where(
+            models.Conversation.channel == channel, models.Conversation.external_id == external_id
+        )
+        count = self.session.scalar(select(func.count()).where(models.Message.conversation_id.in_(theirs))) or 0
+        unsynchronised = {"synchronize_session": False}
+        self.session.execute(
+            delete(models.Message).where(models.Message.conversation_id.in_(theirs)), execution_options=unsynchronised
+        )
+        self.session.execute(
+            delete(models.Conversation).where(models.Conversation.id.in_(theirs)), execution_options=unsynchronised
+        )
+        return count
+
+    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
+        query = select(models.Conversation).order_by(models.Conversation.id)
+        if channel is not None:
+            query = query.where(models.Conversation.channel == channel)
+        if external_id is not None:
+            query = query.where(models.Conversation.external_id == external_id)
+        for conversation in self.session.scalars(query):
             messages = self.session.scalars(
                 select(models.Message)
                 .where(models.Message.conversation_id == conversation.id)
@@ -148,6 +193,7 @@ class _MemoryConversation:
     started_at: datetime
     turns: list[Turn] = field(default_factory=list)
     ended: bool = False
+    last_active: datetime | None = None
 
 
 class MemoryStore:
@@ -157,9 +203,11 @@ class MemoryStore:
     the previous state if the block raises, as a database rollback would.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
         self._conversations: dict[int, _MemoryConversation] = {}
         self._lock = threading.RLock()
+        self._next_id = 1
+        self.clock = clock  # what "now" is for the turns stored here; tests pass a fake one
 
     @contextmanager
     def transaction(self) -> Iterator[ConversationStore]:
@@ -180,8 +228,8 @@ class MemoryStore:
                 False,
             ):
                 return conversation_id
-        conversation_id = len(self._conversations) + 1
-        self._conversations[conversation_id] = _MemoryConversation(channel, external_id, _now())
+        conversation_id, self._next_id = self._next_id, self._next_id + 1  # ids are never reused, as in SQL
+        self._conversations[conversation_id] = _MemoryConversation(channel, external_id, self.clock())
         return conversation_id
 
     def end_conversation(self, conversation_id: int) -> None:
@@ -189,12 +237,26 @@ class MemoryStore:
 
     def add_turn(self, conversation_id: int, turn: Turn) -> None:
         self._conversations[conversation_id].turns.append(turn)
+        self._conversations[conversation_id].last_active = self.clock()
+
+    def last_activity(self, conversation_id: int) -> datetime:
+        conversation = self._conversations[conversation_id]
+        return conversation.last_active or conversation.started_at
+
+    def forget(self, channel: str, external_id: str) -> int:
+        theirs = [i for i, c in self._conversations.items() if (c.channel, c.external_id) == (channel, external_id)]
+        count = sum(len(self._conversations[i].turns) for i in theirs)
+        for conversation_id in theirs:
+            del self._conversations[conversation_id]
+        return count
 
     def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
         return self._conversations[conversation_id].turns[-limit:] if limit > 0 else []
 
-    def conversations(self) -> Iterator[StoredConversation]:
+    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
         for conversation_id, item in sorted(self._conversations.items()):
+            if channel not in (None, item.channel) or external_id not in (None, item.external_id):
+                continue
             yield StoredConversation(
                 conversation_id, item.channel, item.external_id, item.started_at, tuple(item.turns)
             )

@@ -211,7 +211,7 @@ async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGener
     async with app:  # run_polling calls post_init after initialize; here it is done by hand
         await app.post_init(app)
     call = await api.wait_for_call("setMyCommands", timeout=1)
-    assert [command["command"] for command in call.params["commands"]] == ["start", "help", "reset"]
+    assert [command["command"] for command in call.params["commands"]] == ["start", "help", "reset", "export", "forget"]
 
 
 async def test_the_token_never_reaches_the_logs(

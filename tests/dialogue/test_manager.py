@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT, Command, parse_command
+from chatbot.dialogue.commands import (
+    EMPTY_EXPORT_TEXT,
+    FORGET_TEXT,
+    HELP_TEXT,
+    RESET_TEXT,
+    START_TEXT,
+    Command,
+    parse_command,
+)
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import FALLBACK_REPLY, UNSURE_REPLY, DialogueManager
 from chatbot.dialogue.types import Reply, Role, Turn
@@ -86,3 +95,42 @@ def test_an_empty_generation_is_never_sent(store: MemoryStore) -> None:
 def test_an_unsure_generator_gets_the_unsure_reply_which_is_stored(store: MemoryStore) -> None:
     assert DialogueManager(UnsureGenerator(), store.transaction).respond("test", "a", "hi").text == UNSURE_REPLY
     assert [turn.text for turn in next(store.conversations()).turns] == ["hi", UNSURE_REPLY]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_an_idle_conversation_ends_and_the_next_message_starts_a_new_one() -> None:
+    clock = FakeClock()
+    store, generator = MemoryStore(clock=clock), EchoGenerator()
+    manager = DialogueManager(generator, store.transaction, session_timeout=timedelta(minutes=30), clock=clock)
+    manager.respond("test", "a", "morning")
+    clock.now += timedelta(minutes=29)
+    manager.respond("test", "a", "still here")
+    assert len(generator.calls[-1]) == 3  # the same conversation: morning, its reply, still here
+    clock.now += timedelta(minutes=31)
+    manager.respond("test", "a", "back after lunch")
+    assert generator.calls[-1] == (Turn(Role.USER, "back after lunch"),)
+    assert [len(c.turns) for c in store.conversations()] == [4, 2]
+    never = DialogueManager(generator, store.transaction, session_timeout=None, clock=clock)
+    clock.now += timedelta(days=365)
+    never.respond("test", "a", "a year later")
+    assert len(generator.calls[-1]) == 3  # no timeout: the conversation goes on
+
+
+def test_export_shows_the_conversation_and_forget_deletes_only_this_users_data(store: MemoryStore) -> None:
+    manager = DialogueManager(EchoGenerator(), store.transaction)
+    assert manager.respond("test", "a", "/export").text == EMPTY_EXPORT_TEXT
+    manager.respond("test", "a", "hello")
+    manager.respond("test", "b", "i stay")
+    assert manager.respond("test", "a", "/export") == Reply("you: hello\nbot: echo: hello", is_command=True)
+    manager.respond("test", "a", "/reset")
+    manager.respond("test", "a", "again")
+    assert manager.respond("test", "a", "/forget").text == FORGET_TEXT.format(count=4)
+    assert [(c.external_id, len(c.turns)) for c in store.conversations()] == [("b", 2)]
+    assert manager.respond("test", "a", "new start").text == "echo: new start"

@@ -74,3 +74,23 @@ def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
         (Role.BOT, "echo: how are you?"),
     ]
     sessions.kw["bind"].dispose()
+
+
+def test_last_activity_forget_and_one_users_conversations(transaction: Transaction) -> None:
+    with transaction() as store:
+        mine = store.current_conversation("telegram", "7")
+        started = store.last_activity(mine)
+        store.add_turn(mine, Turn(Role.USER, "hi"))
+        store.end_conversation(mine)
+        again = store.current_conversation("telegram", "7")
+        store.add_turn(again, Turn(Role.USER, "me again"))
+        other = store.current_conversation("telegram", "8")
+        store.add_turn(other, Turn(Role.USER, "not me"))
+    with transaction() as store:
+        assert store.last_activity(mine) >= started and store.last_activity(mine).tzinfo is not None
+        assert [c.id for c in store.conversations("telegram", "7")] == [mine, again]
+        assert [c.turns for c in store.conversations(external_id="8")] == [(Turn(Role.USER, "not me"),)]
+        assert store.forget("telegram", "7") == 2
+    with transaction() as store:
+        assert [c.external_id for c in store.conversations()] == ["8"]
+        assert store.forget("telegram", "7") == 0
