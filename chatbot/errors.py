@@ -25,4 +25,4 @@ class ModelError(ChatbotError):
 
 
 class StorageError(ChatbotError):
-    """A database that cannot be opened or migrated."""
+    """A database that cannot be opened, migrated, or written (locked, unreachable, full)."""

@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.dialogue.types import Role, Turn
-from chatbot.storage import models
+from chatbot.errors import StorageError
+from chatbot.storage import engine, models
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,15 @@ def sql_transaction(session_factory: sessionmaker[Session]) -> Transaction:
 
     @contextmanager
     def transaction() -> Iterator[ConversationStore]:
-        with session_factory.begin() as session:
-            yield SqlConversationStore(session)
+        try:
+            with session_factory.begin() as session:
+                yield SqlConversationStore(session)
+        except OperationalError as error:  # locked, unreachable, disk full: the database's trouble, not a bug
+            url = engine.describe(session_factory.kw["bind"].url)
+            reason = str(error.orig or error).strip().splitlines()[0]
+            waited = engine.SQLITE_BUSY_TIMEOUT_MS / 1000
+            hint = f" (another process holds a write lock; waited {waited:g} s)" if "locked" in reason else ""
+            raise StorageError(f"database {url}: {reason}{hint}") from error
 
     return transaction
 

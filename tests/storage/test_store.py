@@ -94,3 +94,29 @@ def test_last_activity_forget_and_one_users_conversations(transaction: Transacti
     with transaction() as store:
         assert [c.external_id for c in store.conversations()] == ["8"]
         assert store.forget("telegram", "7") == 0
+
+
+def test_a_locked_sqlite_file_is_a_one_line_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from chatbot.errors import StorageError
+    from chatbot.storage import engine
+
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "chat.sqlite3"
+    transaction = sql_transaction(open_database(f"sqlite:///{path}"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing
+    try:
+        with (
+            pytest.raises(
+                StorageError, match=r"database is locked \(another process holds a write lock; waited 0.05 s\)"
+            ),
+            transaction() as store,
+        ):
+            store.current_conversation("terminal", "ann")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with transaction() as store:  # the lock is gone: the same store works again
+        assert store.current_conversation("terminal", "ann") > 0
