@@ -716,15 +716,35 @@ def db_prune(db: str | None, older_than: str, dry_run: bool) -> None:
 @cli.command()
 @db_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file to write.")
-def export(db: str | None, out: Path) -> None:
-    """Write every stored conversation as JSONL in the format `chatbot train` reads, to retrain on the bot's own
-    conversations."""
+@click.option("--user", "who", metavar="CHANNEL[:ID]", help="Only this channel's conversations, or one user's/chat's.")
+@click.option("--since", metavar="DATE", help="Only conversations started at or after this ISO date/time (UTC).")
+@click.option("--until", metavar="DATE", help="Only conversations started before this ISO date/time (UTC).")
+def export(db: str | None, out: Path, who: str | None, since: str | None, until: str | None) -> None:
+    """Write stored conversations (all, or those --user/--since/--until pick) as JSONL in the format `chatbot
+    train` reads, to retrain on the bot's own conversations."""
     from chatbot.storage.engine import open_database
     from chatbot.storage.export import export_conversations
-    from chatbot.storage.store import sql_transaction
+    from chatbot.storage.store import Selection, sql_transaction
 
-    count = export_conversations(sql_transaction(open_database(db or default_db_url())), out)
+    channel, _, external_id = (who or "").partition(":")
+    selection = Selection(channel or None, external_id or None, _moment(since, "--since"), _moment(until, "--until"))
+    count = export_conversations(sql_transaction(open_database(db or default_db_url())), out, selection)
     click.echo(f"wrote {count} conversations to {out}", err=True)
+
+
+def _moment(text: str | None, flag: str) -> Any:
+    """An ISO date or date-time as an aware datetime (UTC unless it names a zone); None stays None."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise ChatbotError(
+            f"{flag} {text!r} is not an ISO date or date-time, such as 2026-11-01 or 2026-11-01T08:00"
+        ) from error
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def main() -> None:

@@ -373,3 +373,23 @@ def test_piped_export_and_forget_and_a_bad_session_timeout(
     assert export(runner, tmp_path) == []
     result = runner.invoke(cli, [*chat, "--session-timeout", "soon"], input="hi\n")
     assert result.exit_code == 2 and "not a duration" in result.stderr
+
+
+def test_export_one_user_or_a_time_range(runner: CliRunner, tiny_model_dir: Path, tmp_path: Path) -> None:
+    for user in ("ann", "bob"):
+        chat = ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path), "--user", user]
+        assert runner.invoke(cli, chat, input="hello\n").exit_code == 0
+
+    def exported(*options: str) -> list[str]:
+        out = tmp_path / "some.jsonl"
+        result = runner.invoke(cli, ["export", "--db", db_url(tmp_path), "--out", str(out), *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["id"].split(":")[1] for line in out.read_text().splitlines()]
+
+    assert exported() == ["ann", "bob"]
+    assert exported("--user", "terminal:bob") == ["bob"]
+    assert exported("--user", "telegram") == []
+    assert exported("--since", "2000-01-01", "--until", "2999-01-01T00:00") == ["ann", "bob"]
+    assert exported("--since", "2999-01-01") == []
+    result = runner.invoke(cli, ["export", "--db", db_url(tmp_path), "--out", str(tmp_path / "x"), "--since", "May"])
+    assert result.exit_code == 2 and "--since 'May' is not an ISO date" in result.stderr

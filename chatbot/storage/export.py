@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.corpora.jsonl import write_jsonl
-from chatbot.storage.store import ConversationStore, StoredConversation, Transaction
+from chatbot.storage.store import ConversationStore, Selection, StoredConversation, Transaction
 
 
 def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
@@ -19,11 +19,12 @@ def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
     }
 
 
-def export_conversations(transaction: Transaction, out: Path) -> int:
-    """Write every stored conversation to ``out`` (atomically); returns how many were written."""
+def export_conversations(transaction: Transaction, out: Path, selection: Selection | None = None) -> int:
+    """Write the stored conversations ``selection`` picks (default: all) to ``out`` (atomically); returns how many
+    were written."""
 
     def records(store: ConversationStore) -> Iterator[dict[str, Any]]:
-        for conversation in store.conversations():
+        for conversation in store.conversations(selection):
             yield conversation_record(conversation)
 
     with transaction() as store:

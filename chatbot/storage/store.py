@@ -40,6 +40,25 @@ class StoredConversation:
         return f"{self.channel}:{self.external_id}:{self.id}"
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which conversations to read: one channel, one user or chat of it, and a range of start times (any of them
+    None: no restriction). Times are timezone-aware."""
+
+    channel: str | None = None
+    external_id: str | None = None
+    started_from: datetime | None = None
+    started_before: datetime | None = None
+
+    def picks(self, channel: str, external_id: str, started_at: datetime) -> bool:
+        return (
+            self.channel in (None, channel)
+            and self.external_id in (None, external_id)
+            and (self.started_from is None or started_at >= self.started_from)
+            and (self.started_before is None or started_at < self.started_before)
+        )
+
+
 class ConversationStore(Protocol):
     """Reads and writes of one transaction."""
 
@@ -67,8 +86,8 @@ class ConversationStore(Protocol):
         """Delete every conversation of this channel's user or chat, with all turns; returns the turns deleted."""
         ...
 
-    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
-        """Every stored conversation with its turns, in the order they started (only one user's, if named)."""
+    def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
+        """Every stored conversation with its turns, in the order they started (those ``selection`` picks)."""
         ...
 
 
@@ -155,12 +174,20 @@ class SqlConversationStore:
         )
         return count
 
-    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
-        query = select(models.Conversation).order_by(models.Conversation.id)
-        if channel is not None:
-            query = query.where(models.Conversation.channel == channel)
-        if external_id is not None:
-            query = query.where(models.Conversation.external_id == external_id)
+    def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
+        query, chosen, table = (
+            select(models.Conversation).order_by(models.Conversation.id),
+            selection,
+            models.Conversation,
+        )
+        if chosen is not None and chosen.channel is not None:
+            query = query.where(table.channel == chosen.channel)
+        if chosen is not None and chosen.external_id is not None:
+            query = query.where(table.external_id == chosen.external_id)
+        if chosen is not None and chosen.started_from is not None:
+            query = query.where(table.started_at >= chosen.started_from)
+        if chosen is not None and chosen.started_before is not None:
+            query = query.where(table.started_at < chosen.started_before)
         for conversation in self.session.scalars(query):
             messages = self.session.scalars(
                 select(models.Message)
@@ -262,9 +289,9 @@ class MemoryStore:
     def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
         return self._conversations[conversation_id].turns[-limit:] if limit > 0 else []
 
-    def conversations(self, channel: str | None = None, external_id: str | None = None) -> Iterator[StoredConversation]:
+    def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
         for conversation_id, item in sorted(self._conversations.items()):
-            if channel not in (None, item.channel) or external_id not in (None, item.external_id):
+            if selection is not None and not selection.picks(item.channel, item.external_id, item.started_at):
                 continue
             yield StoredConversation(
                 conversation_id, item.channel, item.external_id, item.started_at, tuple(item.turns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage.engine import open_database
-from chatbot.storage.store import MemoryStore, Transaction, sql_transaction
+from chatbot.storage.store import MemoryStore, Selection, Transaction, sql_transaction
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -88,8 +89,11 @@ def test_last_activity_forget_and_one_users_conversations(transaction: Transacti
         store.add_turn(other, Turn(Role.USER, "not me"))
     with transaction() as store:
         assert store.last_activity(mine) >= started and store.last_activity(mine).tzinfo is not None
-        assert [c.id for c in store.conversations("telegram", "7")] == [mine, again]
-        assert [c.turns for c in store.conversations(external_id="8")] == [(Turn(Role.USER, "not me"),)]
+        assert [c.id for c in store.conversations(Selection("telegram", "7"))] == [mine, again]
+        assert [c.turns for c in store.conversations(Selection(external_id="8"))] == [(Turn(Role.USER, "not me"),)]
+        future = datetime.now(timezone.utc) + timedelta(days=1)
+        assert list(store.conversations(Selection(started_from=future))) == []
+        assert len(list(store.conversations(Selection(started_before=future)))) == 3
         assert store.forget("telegram", "7") == 2
     with transaction() as store:
         assert [c.external_id for c in store.conversations()] == ["8"]
