@@ -1,13 +1,16 @@
 """DialogueManager: the one entry point channels call — a message in, a reply out, both turns stored.
 
-Control flow of ``respond``: a command is answered by the core; otherwise the user's turn is committed first (so it
-is never lost if generation fails), the recent history is read in the same transaction, the generator runs with no
-transaction open, and the reply is committed in a second, short transaction.
+Control flow of ``respond``: under the conversation's lock, a command is answered by the core; otherwise the user's
+turn is committed first (so it is never lost if generation fails), the recent history is read in the same
+transaction, the generator runs with no transaction open, and the reply is committed in a second, short
+transaction. The lock is per process; across processes, ordering is still to come (issue 5).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 FALLBACK_REPLY = "..."
 UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no reply it is confident in
 EXPORT_LIMIT = 1000  # turns /export shows at most
+LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
 
 
 def _utc_now() -> datetime:
@@ -53,12 +57,25 @@ class DialogueManager:
         self.transaction = transaction
         self.session_timeout = session_timeout
         self.clock = clock
+        self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
     def respond(self, channel: str, external_id: str, text: str) -> Reply:
-        """Answer one message from ``external_id`` (a user or chat id) on ``channel``."""
-        command = parse_command(text)
-        if command is not None:
-            return self._run_command(channel, external_id, command)
+        """Answer one message from ``external_id`` (a user or chat id) on ``channel``.
+
+        Messages of one user or chat are answered strictly one after another (a lock per conversation key, held
+        from storing the message to storing the reply), while other conversations go on in parallel.
+        """
+        with self._lock_for(channel, external_id):
+            command = parse_command(text)
+            if command is not None:
+                return self._run_command(channel, external_id, command)
+            return self._answer(channel, external_id, text)
+
+    def _lock_for(self, channel: str, external_id: str) -> threading.Lock:
+        """One of a fixed set of locks, always the same for one key: bounded memory however many users come."""
+        return self._locks[zlib.crc32(f"{channel}\0{external_id}".encode()) % LOCK_STRIPES]
+
+    def _answer(self, channel: str, external_id: str, text: str) -> Reply:
         with self.transaction() as store:
             conversation_id = self._open_conversation(store, channel, external_id)
             store.add_turn(conversation_id, Turn(Role.USER, text))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +22,8 @@ from chatbot.dialogue.commands import (
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import FALLBACK_REPLY, UNSURE_REPLY, DialogueManager
 from chatbot.dialogue.types import Reply, Role, Turn
-from chatbot.storage.store import MemoryStore
+from chatbot.storage.engine import open_database
+from chatbot.storage.store import MemoryStore, sql_transaction
 
 
 @pytest.fixture
@@ -134,3 +138,35 @@ def test_export_shows_the_conversation_and_forget_deletes_only_this_users_data(s
     assert manager.respond("test", "a", "/forget").text == FORGET_TEXT.format(count=4)
     assert [(c.external_id, len(c.turns)) for c in store.conversations()] == [("b", 2)]
     assert manager.respond("test", "a", "new start").text == "echo: new start"
+
+
+class SlowEcho(EchoGenerator):
+    """Echoes after a pause, so two messages of one conversation would interleave without the manager's lock."""
+
+    def reply(self, history: Sequence[Turn]) -> str:
+        time.sleep(0.002)
+        return f"echo: {history[-1].text}"
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_concurrent_messages_never_interleave_within_a_conversation_or_cross_between_them(
+    backend: str, tmp_path: Path
+) -> None:
+    if backend == "memory":
+        transaction = MemoryStore().transaction
+    else:
+        transaction = sql_transaction(open_database(f"sqlite:///{tmp_path / 'chat.sqlite3'}"))
+    manager = DialogueManager(SlowEcho(history_turns=1), transaction)
+    messages = [(f"user{u}", f"user{u} message {m}") for m in range(4) for u in range(25)]  # interleaved
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda item: manager.respond("test", *item), messages, timeout=60))
+    assert all(reply.text.startswith("echo: ") for reply in replies)
+    with transaction() as store:
+        conversations = list(store.conversations())
+    assert len(conversations) == 25
+    for conversation in conversations:
+        turns = conversation.turns
+        assert [turn.role for turn in turns] == [Role.USER, Role.BOT] * 4  # strictly alternating
+        for asked, answered in zip(turns[::2], turns[1::2], strict=True):
+            assert asked.text.startswith(f"{conversation.external_id} ")  # nothing crossed over
+            assert answered.text == f"echo: {asked.text}"  # each reply answers the message right before it
