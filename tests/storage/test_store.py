@@ -124,3 +124,31 @@ def test_a_locked_sqlite_file_is_a_one_line_storage_error(tmp_path: Path, monkey
         holder.close()
     with transaction() as store:  # the lock is gone: the same store works again
         assert store.current_conversation("terminal", "ann") > 0
+
+
+def test_a_thousand_interleaved_conversations_never_cross(database_url: str) -> None:
+    """1,000 conversations, two messages each, answered by 8 threads in interleaved order: every history the
+    generator sees, and every stored conversation, holds that conversation's turns only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sessions = open_database(database_url)
+    generator = EchoGenerator(history_turns=3)
+    manager = DialogueManager(generator, sql_transaction(sessions))
+    messages = [(f"u{user}", f"u{user} says {n}") for n in range(2) for user in range(1000)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: manager.respond("load", *item), messages, timeout=300))
+    assert len(generator.calls) == 2000
+    for seen in generator.calls:  # "u7 says 1" and "echo: u7 says 0" both name their owner as a whole word
+        owner = seen[-1].text.split()[0]
+        assert all(owner in turn.text.split() for turn in seen)
+    with sql_transaction(sessions)() as store:
+        conversations = list(store.conversations())
+    assert len(conversations) == 1000
+    for conversation in conversations:
+        assert [turn.text for turn in conversation.turns] == [
+            f"{conversation.external_id} says 0",
+            f"echo: {conversation.external_id} says 0",
+            f"{conversation.external_id} says 1",
+            f"echo: {conversation.external_id} says 1",
+        ]
+    sessions.kw["bind"].dispose()
