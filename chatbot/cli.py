@@ -269,13 +269,17 @@ def _build_manager(
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
     from chatbot.storage.engine import open_database
+    from chatbot.storage.locking import conversation_lock
     from chatbot.storage.store import sql_transaction
 
     model_dir = model_dir or default_model_dir()
     generator = ResponseGenerator(model_dir, _decode_config(model_dir, decode), quantize)
     sessions = open_database(db_url or default_db_url())
     generator.load()
-    return DialogueManager(generator, sql_transaction(sessions), _session_timeout(session_timeout))
+    shared_lock = conversation_lock(sessions.kw["bind"])
+    return DialogueManager(
+        generator, sql_transaction(sessions), _session_timeout(session_timeout), shared_lock=shared_lock
+    )
 
 
 def _report(line: str) -> None:

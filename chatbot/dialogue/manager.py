@@ -3,11 +3,12 @@
 Control flow of ``respond``: under the conversation's lock, a command is answered by the core; otherwise the user's
 turn is committed first (so it is never lost if generation fails), the recent history is read in the same
 transaction, the generator runs with no transaction open, and the reply is committed in a second, short
-transaction. The lock is per process; across processes, ordering is still to come (issue 5).
+transaction. The lock is per process, plus an advisory lock on Postgres when several processes serve the bot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import zlib
@@ -25,6 +26,7 @@ from chatbot.dialogue.commands import (
 )
 from chatbot.dialogue.generator import Generator
 from chatbot.dialogue.types import Reply, Role, Turn
+from chatbot.storage.locking import ConversationLock
 from chatbot.storage.store import ConversationStore, Transaction
 
 logger = logging.getLogger(__name__)
@@ -52,20 +54,24 @@ class DialogueManager:
         transaction: Transaction,
         session_timeout: timedelta | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        shared_lock: ConversationLock | None = None,
     ) -> None:
         self.generator = generator
         self.transaction = transaction
         self.session_timeout = session_timeout
         self.clock = clock
+        self.shared_lock = shared_lock  # across processes (storage/locking.py); None: this process only
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
     def respond(self, channel: str, external_id: str, text: str) -> Reply:
         """Answer one message from ``external_id`` (a user or chat id) on ``channel``.
 
         Messages of one user or chat are answered strictly one after another (a lock per conversation key, held
-        from storing the message to storing the reply), while other conversations go on in parallel.
+        from storing the message to storing the reply, and ``shared_lock`` across processes), while other
+        conversations go on in parallel.
         """
-        with self._lock_for(channel, external_id):
+        shared = self.shared_lock(channel, external_id) if self.shared_lock else contextlib.nullcontext()
+        with self._lock_for(channel, external_id), shared:
             command = parse_command(text)
             if command is not None:
                 return self._run_command(channel, external_id, command)
