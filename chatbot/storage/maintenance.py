@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import ChatbotError
 from chatbot.storage import models
+from chatbot.storage.store import delete_conversations, messages_in
 
 DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -93,13 +94,7 @@ def prune(session: Session, older_than: timedelta, now: datetime, dry_run: bool 
     """
     stale = _stale(now - older_than)
     conversations = session.scalar(select(func.count()).select_from(stale.subquery())) or 0
-    messages = session.scalar(select(func.count()).where(models.Message.conversation_id.in_(stale))) or 0
+    messages = messages_in(session, stale)
     if conversations and not dry_run:
-        unsynchronised = {"synchronize_session": False}  # bulk deletes; no ORM objects of these rows are loaded
-        session.execute(
-            delete(models.Message).where(models.Message.conversation_id.in_(stale)), execution_options=unsynchronised
-        )
-        session.execute(
-            delete(models.Conversation).where(models.Conversation.id.in_(stale)), execution_options=unsynchronised
-        )
+        delete_conversations(session, stale)
     return PruneResult(conversations=conversations, messages=messages)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,14 +164,8 @@ class SqlConversationStore:
         theirs = select(models.Conversation.id).where(
             models.Conversation.channel == channel, models.Conversation.external_id == external_id
         )
-        count = self.session.scalar(select(func.count()).where(models.Message.conversation_id.in_(theirs))) or 0
-        unsynchronised = {"synchronize_session": False}
-        self.session.execute(
-            delete(models.Message).where(models.Message.conversation_id.in_(theirs)), execution_options=unsynchronised
-        )
-        self.session.execute(
-            delete(models.Conversation).where(models.Conversation.id.in_(theirs)), execution_options=unsynchronised
-        )
+        count = messages_in(self.session, theirs)
+        delete_conversations(self.session, theirs)
         return count
 
     def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
@@ -202,6 +196,26 @@ class SqlConversationStore:
                 conversation.started_at,
                 turns,
             )
+
+
+def messages_in(session: Session, conversation_ids: Select[Any]) -> int:
+    """How many messages the conversations ``conversation_ids`` (a query of ids) hold."""
+    return session.scalar(select(func.count()).where(models.Message.conversation_id.in_(conversation_ids))) or 0
+
+
+def delete_conversations(session: Session, conversation_ids: Select[Any]) -> None:
+    """Delete the conversations that ``conversation_ids`` (a query of ids, run as a subquery, never a list as large
+    as the database) selects, their messages first. The query must select the same conversations once their
+    messages are gone."""
+    unsynchronised = {"synchronize_session": False}  # bulk deletes; no ORM objects of these rows are loaded
+    session.execute(
+        delete(models.Message).where(models.Message.conversation_id.in_(conversation_ids)),
+        execution_options=unsynchronised,
+    )
+    session.execute(
+        delete(models.Conversation).where(models.Conversation.id.in_(conversation_ids)),
+        execution_options=unsynchronised,
+    )
 
 
 def sql_transaction(session_factory: sessionmaker[Session]) -> Transaction:
