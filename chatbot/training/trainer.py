@@ -200,13 +200,7 @@ class Trainer:
         )
         summary = self.summary
         for index in progress:
-            ratio = teacher_forcing_ratio(
-                self.config.scheduled_sampling,
-                summary.steps,
-                self.config.sampling_decay_steps,
-                self.config.min_teacher_forcing,
-            )
-            loss, local_pieces = self.step(batches[index], ratio)
+            loss, local_pieces = self.step(batches[index], self._teacher_forcing())
             loss_sum, all_pieces, late = distributed.all_sum(
                 [loss * local_pieces, local_pieces, self._out_of_time(started)], self.world
             )
@@ -232,9 +226,9 @@ class Trainer:
         word perplexity, and target tokens per second (tqdm adds the ETA for the epoch)."""
         loss = self._window[0] / max(self._window[1], 1)
         fields = {"loss": f"{loss:.3f}", "ppl": f"{math.exp(min(loss, 50.0)):.1f}"}
-        validated = [entry for entry in self.summary.history if "valid_word_ppl" in entry]
-        if validated:
-            fields["valid_word_ppl"] = f"{validated[-1]['valid_word_ppl']:.1f}"
+        last = next((entry for entry in reversed(self.summary.history) if "valid_word_ppl" in entry), None)
+        if last is not None:  # looked up from the end: every step asks, and history only grows
+            fields["valid_word_ppl"] = f"{last['valid_word_ppl']:.1f}"
         fields["tok/s"] = f"{tokens_per_second:.0f}"
         return fields
 
@@ -277,15 +271,7 @@ class Trainer:
                 valid_word_ppl=round(math.exp(min(total / self._valid_words, 50.0)), 2),
             )
         if self.config.scheduled_sampling != "off":
-            entry["teacher_forcing"] = round(
-                teacher_forcing_ratio(
-                    self.config.scheduled_sampling,
-                    summary.steps,
-                    self.config.sampling_decay_steps,
-                    self.config.min_teacher_forcing,
-                ),
-                4,
-            )
+            entry["teacher_forcing"] = round(self._teacher_forcing(), 4)
         summary.history.append(entry)
         if self.world.is_main:
             logger.info("validation: %s" if valid_loss is not None else "progress (no validation data): %s", entry)
@@ -297,6 +283,13 @@ class Trainer:
         if self.config.max_steps and self.summary.steps >= self.config.max_steps:
             return "max_steps"
         return "time_budget" if out_of_time else ""
+
+    def _teacher_forcing(self) -> float:
+        """The scheduled-sampling ratio for the step about to run (1.0 when scheduled sampling is off)."""
+        config = self.config
+        return teacher_forcing_ratio(
+            config.scheduled_sampling, self.summary.steps, config.sampling_decay_steps, config.min_teacher_forcing
+        )
 
     def _last_step(self, steps_per_epoch: int) -> int:
         """The step the run ends at if nothing stops it sooner (the cosine schedule's horizon)."""
