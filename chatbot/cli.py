@@ -660,7 +660,8 @@ def telegram(
     **decode: Any,
 ) -> None:
     """Run the bot on Telegram with long polling until Ctrl-C. Each chat has its own history in the database;
-    /start, /help and /reset are understood."""
+    /help lists the commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget). A
+    message Telegram delivers again after a restart is not answered twice."""
     from chatbot.channels.telegram import run_telegram
 
     _set_threads(threads)
@@ -686,8 +687,8 @@ def db_upgrade(db: str | None) -> None:
 @db_group.command("stats")
 @db_option()
 def db_stats(db: str | None) -> None:
-    """Print what the database holds as JSON: conversations (open and per channel), users, messages by role, and
-    the time span of the messages."""
+    """Print what the database holds as JSON: conversations (open and per channel), users (and how many are
+    blocked), messages by role, and the time span of the messages."""
     from chatbot.storage.engine import open_database
     from chatbot.storage.maintenance import database_stats
 
@@ -705,7 +706,8 @@ def db_stats(db: str | None) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def db_prune(db: str | None, older_than: str, dry_run: bool) -> None:
-    """Delete old conversations with all their messages, in one transaction, and print what went as JSON."""
+    """Delete old conversations with all their messages, and then users left with no conversation (first seen
+    before the cut-off, with their settings), in one transaction; print what went as JSON."""
     from datetime import datetime, timezone
 
     from chatbot.storage.engine import open_database
@@ -715,6 +717,24 @@ def db_prune(db: str | None, older_than: str, dry_run: bool) -> None:
     with open_database(db or default_db_url()).begin() as session:
         result = prune(session, age, datetime.now(timezone.utc), dry_run)
     click.echo(json.dumps({"dry_run": dry_run, "older_than": older_than, **dataclasses.asdict(result)}, indent=2))
+
+
+@db_group.command("block")
+@db_option()
+@click.argument("who", metavar="CHANNEL:ID")
+@click.option("--undo", is_flag=True, help="Unblock instead.")
+def db_block(db: str | None, who: str, undo: bool) -> None:
+    """Block a user or chat (e.g. telegram:123456): the bot neither answers nor stores their messages. --undo
+    lifts the block."""
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.store import sql_transaction
+
+    channel, _, external_id = who.partition(":")
+    if not channel or not external_id:
+        raise click.BadParameter(f"{who!r}: write CHANNEL:ID, such as telegram:123456", param_hint="CHANNEL:ID")
+    with sql_transaction(open_database(db or default_db_url()))() as store:
+        store.set_blocked(channel, external_id, not undo)
+    click.echo(f"{who} is {'no longer ' if undo else ''}blocked")
 
 
 @cli.command()

@@ -1,12 +1,15 @@
 """ResponseGenerator: a model directory in, replies out — the Generator the dialogue manager uses.
 
 Reading ``config.json`` is cheap and happens at construction, so a broken path fails at start; the weights load
-on the first reply (or ``load()``) and stay cached, so a REPL or bot starts quickly.
+on the first reply (or ``load()``) and stay cached, so a REPL or bot starts quickly. Each reply is decoded with
+the user's DecodeSettings laid over the model's decode config, and comes back with what the dialogue manager
+stores as its provenance: the model's name and weights hash, the decode config used, and the confidence.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,12 +17,16 @@ from pathlib import Path
 import torch
 
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
+from chatbot.dialogue.generator import Generated
+from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
 from chatbot.quantization import quantize
 from chatbot.search import generate
 from chatbot.text.batching import pad
 from chatbot.text.pairs import OTHER_TURN, history_context
 from chatbot.training import checkpoint
+
+HASH_CHARS = 12  # of the weights' SHA-256: enough to tell models apart, short enough to read
 
 
 class ResponseGenerator:
@@ -33,11 +40,23 @@ class ResponseGenerator:
         self.context = from_dict(ContextConfig, config.get("context", {}))
         self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
         self._bundle: checkpoint.ModelBundle | None = None
+        self._model_id = ""
         self._lock = threading.Lock()
 
     @property
     def history_turns(self) -> int:
         return self.context.history_turns
+
+    @property
+    def default_settings(self) -> DecodeSettings:
+        config = self.decode_config
+        return DecodeSettings(config.strategy, config.beam_size, config.temperature, config.top_p)
+
+    @property
+    def model_id(self) -> str:
+        """The model's directory name and the start of its weights' SHA-256 (``int8`` added when quantized)."""
+        self.load()
+        return self._model_id
 
     def load(self) -> checkpoint.ModelBundle:
         """Load the weights once; later calls return the cached bundle."""
@@ -45,20 +64,32 @@ class ResponseGenerator:
             if self._bundle is None:
                 bundle = checkpoint.load(self.model_dir)
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
+                digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
+                self._model_id = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
 
-    def reply(self, history: Sequence[Turn]) -> str | None:
-        """The reply to a conversation's recent turns (oldest first), or None when its confidence (geometric-mean
-        piece probability) is below the decode config's ``min_confidence``."""
-        text, confidence = self.generate_scored([history_context(history, self.context.history_turns)])[0]
-        return text if confidence >= self.decode_config.min_confidence else None
+    def decode_for(self, settings: DecodeSettings) -> DecodeConfig:
+        """The model's decode config with a user's settings laid over it."""
+        chosen = {"strategy" if name == "mode" else name: value for name, value in settings.to_json().items()}
+        return dataclasses.replace(self.decode_config, **chosen)
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings | None = None) -> Generated:
+        """The reply to a conversation's recent turns (oldest first), decoded with ``settings`` (default: the
+        model's own). Its text is None when its confidence (geometric-mean piece probability) is below the decode
+        config's ``min_confidence``."""
+        config = self.decode_for(settings or DecodeSettings())
+        context = history_context(history, self.context.history_turns)
+        text, confidence = self.generate_scored([context], config)[0]
+        shown = text if confidence >= config.min_confidence else None
+        return Generated(shown, confidence, self.model_id, dataclasses.asdict(config))
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""
         return [text for text, _ in self.generate_scored(contexts)]
 
-    def generate_scored(self, contexts: Sequence[str]) -> list[tuple[str, float]]:
-        """Replies for several context texts at once, decoded as one batch, each with its confidence."""
+    def generate_scored(self, contexts: Sequence[str], config: DecodeConfig | None = None) -> list[tuple[str, float]]:
+        """Replies for several context texts at once, decoded as one batch (with ``config``, default the
+        generator's), each with its confidence."""
         bundle = self.load()
         tokenizer = bundle.tokenizer
         rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
@@ -69,7 +100,7 @@ class ResponseGenerator:
                 pad(rows, tokenizer.pad_id),
                 tokenizer.bos_id,
                 tokenizer.eos_id,
-                self.decode_config,
+                config or self.decode_config,
                 neutral=neutral,
             )
         return [(" ".join(tokenizer.decode(best[0].tokens).split()), best[0].confidence) for best in hypotheses]

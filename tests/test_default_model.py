@@ -25,7 +25,7 @@ def test_shipped_model_is_within_the_size_cap() -> None:
 def test_shipped_model_replies_to_every_prompt() -> None:
     generator = ResponseGenerator(default_model_dir())
     for prompt in PROMPTS:
-        reply = generator.reply([Turn(Role.USER, prompt)])
+        reply = generator.reply([Turn(Role.USER, prompt)]).text
         assert reply and reply.strip(), prompt
         assert "\n" not in reply
 

@@ -21,7 +21,7 @@ def test_weights_load_lazily_once(tiny_model_dir: Path) -> None:
 
 def test_replies_follow_the_training_conversations(tiny_model_dir: Path) -> None:
     generator = ResponseGenerator(tiny_model_dir)
-    reply = generator.reply([Turn(Role.USER, "do you have any pets?")])
+    reply = generator.reply([Turn(Role.USER, "do you have any pets?")]).text
     assert reply == "yes, a cat named pepper"
     batch = generator.generate(["<usr> do you have any pets?", "<usr> whatever, something unseen"])
     assert batch[0] == reply
@@ -39,8 +39,10 @@ def test_an_unsure_reply_is_withheld_below_min_confidence(tiny_model_dir: Path) 
     history = [Turn(Role.USER, "whatever, something unseen")]
     ((text, confidence),) = ResponseGenerator(tiny_model_dir).generate_scored(["<usr> whatever, something unseen"])
     assert 0 < confidence < 1
-    assert ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 0.99)).reply(history) == text
-    assert ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 1.01)).reply(history) is None
+    sure = ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 0.99)).reply(history)
+    unsure = ResponseGenerator(tiny_model_dir, DecodeConfig(min_confidence=confidence * 1.01)).reply(history)
+    assert (sure.text, unsure.text) == (text, None)
+    assert sure.score == unsure.score == pytest.approx(confidence)  # the score is kept either way
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
@@ -48,5 +50,23 @@ def test_every_strategy_replies_from_the_generator(tiny_model_dir: Path, strateg
     from chatbot.config import DecodeConfig
 
     config = DecodeConfig(strategy=strategy, block_ngram=3, block_context_ngram=3, n_best=3, mmi_weight=0.3)
-    reply = ResponseGenerator(tiny_model_dir, config).reply([Turn(Role.USER, "do you have any pets?")])
+    reply = ResponseGenerator(tiny_model_dir, config).reply([Turn(Role.USER, "do you have any pets?")]).text
     assert reply and reply.strip()
+
+
+def test_a_users_settings_override_the_model_decoding_and_are_reported(tiny_model_dir: Path) -> None:
+    import hashlib
+
+    from chatbot.dialogue.settings import DecodeSettings
+
+    generator = ResponseGenerator(tiny_model_dir)
+    history = [Turn(Role.USER, "do you have any pets?")]
+    plain = generator.reply(history)
+    beam = generator.reply(history, DecodeSettings(mode="beam", beam_size=3))
+    assert (plain.decoding["strategy"], beam.decoding["strategy"], beam.decoding["beam_size"]) == ("greedy", "beam", 3)
+    assert beam.decoding["block_ngram"] == plain.decoding["block_ngram"]  # what the user did not choose stays
+    sampled = generator.reply(history, DecodeSettings(mode="sample", temperature=0.5, top_p=0.8))
+    assert (sampled.decoding["temperature"], sampled.decoding["top_p"]) == (0.5, 0.8)
+    weights = hashlib.sha256((tiny_model_dir / "model.pt").read_bytes()).hexdigest()
+    assert plain.model == f"tiny@{weights[:12]}"
+    assert ResponseGenerator(tiny_model_dir, quantized=True).reply(history).model == f"tiny@{weights[:12]}+int8"

@@ -5,6 +5,8 @@ new messages only. Each message goes to the first handler that matches it:
   - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
   - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
   - anything else (a sticker, a photo): a short note that only text is understood.
+Each message goes to the manager with its Telegram message id, and each reply sent is reported back to it, so a
+message Telegram delivers again after a restart is answered once (dialogue/manager.py).
 Edited messages match no handler, so they are never answered. A reply longer than one Telegram message is
 cut by ``split_message``. A failing handler ends in ``on_error``, which logs (and, when the fault is ours,
 tells the user) and lets the bot go on. The token never reaches a log line: httpx, which logs request URLs
@@ -46,6 +48,12 @@ COMMANDS = (
     ("start", "Start a new conversation"),
     ("help", "List the commands"),
     ("reset", "Forget this conversation and start over"),
+    ("mode", "Decode replies by greedy, beam or sample"),
+    ("beam", "Set the beam width, 1-16"),
+    ("temperature", "Set the sampling temperature"),
+    ("topp", "Set the sampling top-p"),
+    ("settings", "Show your decoding settings"),
+    ("why", "Show how the last reply was made"),
     ("export", "Show this conversation as text"),
     ("forget", "Delete everything stored about you"),
 )
@@ -129,14 +137,13 @@ class _Handlers:
         self.manager = manager
 
     async def on_command(self, update: Update, context: Context) -> None:
-        """Pass a command to the manager: it knows /start, /help, /reset and answers others as unknown."""
+        """Pass a command to the manager: it answers the ones it knows and calls others unknown."""
         message = update.message
         if message is None or message.text is None:
             return
         if _addressed_to_other_bot(message.text, context.bot.username):
             return
-        reply = await asyncio.to_thread(self.manager.respond, CHANNEL, str(message.chat_id), message.text)
-        await _send_reply(message, reply.text)
+        await self._respond(message, message.text)
 
     async def on_text(self, update: Update, context: Context) -> None:
         """Generate an answer off the event loop, showing "typing" meanwhile."""
@@ -144,8 +151,23 @@ class _Handlers:
         if message is None or message.text is None:
             return
         async with _typing_action(context, message.chat_id):
-            reply = await asyncio.to_thread(self.manager.respond, CHANNEL, str(message.chat_id), message.text)
-        await _send_reply(message, reply.text)
+            await self._respond(message, message.text)
+
+    async def _respond(self, message: Message, text: str) -> None:
+        """Ask the manager (in a worker thread) and send its reply, then report what was sent, so that the
+        message, if Telegram delivers it again after a restart, is not answered twice."""
+        reply = await asyncio.to_thread(
+            self.manager.respond,
+            CHANNEL,
+            str(message.chat_id),
+            text,
+            str(message.message_id),
+            message.chat.effective_name,
+        )
+        if not reply.send:
+            return
+        sent = await _send_reply(message, reply.text)
+        await asyncio.to_thread(self.manager.delivered, reply, str(sent[-1].message_id))
 
     async def on_non_text(self, update: Update, context: Context) -> None:
         """Explain that only text is understood."""
@@ -201,10 +223,9 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
             return
 
 
-async def _send_reply(message: Message, text: str) -> None:
-    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs."""
-    for part in split_message(text):
-        await message.reply_text(part)
+async def _send_reply(message: Message, text: str) -> list[Message]:
+    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs; returns them."""
+    return [await message.reply_text(part) for part in split_message(text)]
 
 
 def split_message(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:

@@ -5,13 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HELP_TEXT = (
-    "Commands: /help shows this list; /reset starts a new conversation (the bot forgets the history); /export "
-    "shows this conversation as text; /forget deletes everything stored about you."
+    "Commands:\n"
+    "/help shows this list.\n"
+    "/reset starts a new conversation (the bot forgets the history).\n"
+    "/mode greedy|beam|sample chooses how replies are decoded; /beam N sets the beam width (1-16); "
+    "/temperature T (0.05-5) and /topp P (0.01-1) tune sampling.\n"
+    "/settings shows your decoding settings; /settings reset goes back to the model's defaults.\n"
+    "/why shows how the last reply was made (model, decoding, score, time).\n"
+    "/export shows this conversation as text.\n"
+    "/forget deletes everything stored about you."
 )
 START_TEXT = "Hello! I'm a chatbot trained on conversations. Say something, or /help for commands."
 RESET_TEXT = "Started a new conversation."
-FORGET_TEXT = "Deleted your {count} stored messages. The next message starts afresh."
+FORGET_TEXT = "Deleted your {count} stored messages and your settings. The next message starts afresh."
 EMPTY_EXPORT_TEXT = "This conversation has no messages yet."
+SETTINGS_TEXT = "Decoding: {settings}."
+NO_WHY_TEXT = "There is no generated reply in this conversation yet."
+WHY_TEXT = "Last reply: {text!r}\nModel: {model}\nDecoding: {decoding}\nScore: {score}\nGenerated in {latency:.0f} ms"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,30 @@
-"""The Generator protocol the dialogue manager talks to, and EchoGenerator, its model-free twin for tests."""
+"""The Generator protocol the dialogue manager talks to, what a generation returns (Generated), and EchoGenerator,
+its model-free twin for tests."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Role, Turn
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One generated reply with what is stored as its provenance.
+
+    ``text`` is None when the generator is not confident enough to say anything (the manager answers with its
+    "unsure" reply). ``score`` is the reply's confidence in (0, 1] where the generator has one; ``model`` names
+    the model and the hash of its weights; ``decoding`` holds every decoding setting used.
+    """
+
+    text: str | None
+    score: float | None
+    model: str
+    decoding: dict[str, Any]
 
 
 class Generator(Protocol):
@@ -16,9 +35,13 @@ class Generator(Protocol):
         """How many recent turns the generator wants to see."""
         ...
 
-    def reply(self, history: Sequence[Turn]) -> str | None:
-        """Return the bot's next message, or None when the generator has no reply it is confident in (the manager
-        then answers with its fallback)."""
+    @property
+    def default_settings(self) -> DecodeSettings:
+        """The decoding a user gets who chose nothing (every field set)."""
+        ...
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        """The bot's next message, decoded with ``settings`` laid over the defaults."""
         ...
 
 
@@ -28,12 +51,22 @@ class EchoGenerator:
     def __init__(self, history_turns: int = 3) -> None:
         self._history_turns = history_turns
         self.calls: list[tuple[Turn, ...]] = []
+        self.settings: list[DecodeSettings] = []  # what each call was asked to decode with
 
     @property
     def history_turns(self) -> int:
         return self._history_turns
 
-    def reply(self, history: Sequence[Turn]) -> str:
+    @property
+    def default_settings(self) -> DecodeSettings:
+        return DecodeSettings(mode="greedy", beam_size=5, temperature=1.0, top_p=1.0)
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         self.calls.append(tuple(history))
+        self.settings.append(settings.over(self.default_settings))
+        return Generated(self.echo(history), 1.0, "echo", dataclasses.asdict(self.settings[-1]))
+
+    @staticmethod
+    def echo(history: Sequence[Turn]) -> str:
         last_user = next((turn.text for turn in reversed(history) if turn.role is Role.USER), "")
         return f"echo: {last_user}" if last_user else "echo"

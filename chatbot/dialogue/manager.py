@@ -1,9 +1,15 @@
 """DialogueManager: the one entry point channels call — a message in, a reply out, both turns stored.
 
-Control flow of ``respond``: under the conversation's lock, a command is answered by the core; otherwise the user's
-turn is committed first (so it is never lost if generation fails), the recent history is read in the same
-transaction, the generator runs with no transaction open, and the reply is committed in a second, short
-transaction. The lock is per process, plus an advisory lock on Postgres when several processes serve the bot.
+Control flow of ``respond``, under the conversation's lock: a command is answered by the core; otherwise, in one
+transaction, the user is looked up (a blocked user gets nothing), a message the channel delivered before (same
+channel message id) is recognised, and a new message is committed as the user's turn before anything else, so it
+is never lost if generation fails. The generator then runs with no transaction open, with the user's decoding
+settings, and the reply is committed in a second, short transaction with its provenance (model, decoding, score,
+latency). The channel reports each reply it sent (``delivered``); a message delivered again after a restart is
+not answered twice: a reply already sent is not sent again, one stored but never sent is sent without being
+generated again, and a message whose reply was never stored is answered now.
+
+The lock is per process, plus an advisory lock on Postgres when several processes serve the bot.
 """
 
 from __future__ import annotations
@@ -11,23 +17,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import zlib
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import timedelta
 
-from chatbot.dialogue.commands import (
-    EMPTY_EXPORT_TEXT,
-    FORGET_TEXT,
-    HELP_TEXT,
-    RESET_TEXT,
-    START_TEXT,
-    Command,
-    parse_command,
-)
+from chatbot.dialogue import commands as texts
+from chatbot.dialogue.commands import Command, parse_command
 from chatbot.dialogue.generator import Generator
-from chatbot.dialogue.types import Reply, Role, Turn
+from chatbot.dialogue.settings import COMMAND_FIELDS, DecodeSettings, SettingError, apply_command
+from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.locking import ConversationLock
-from chatbot.storage.store import ConversationStore, Transaction
+from chatbot.storage.store import Clock, ConversationStore, Provenance, StoredUser, Transaction, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,17 @@ EXPORT_LIMIT = 1000  # turns /export shows at most
 LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+@dataclass(frozen=True)
+class _Pending:
+    """A user turn, stored, that is to be answered: where it is and who asked."""
+
+    conversation_id: int
+    turn_id: int
+    settings: DecodeSettings
 
 
 class DialogueManager:
-    """Channel-neutral conversation logic over a Generator and a ConversationStore.
+    """Channel-neutral conversation logic over a Generator and the conversation store.
 
     A conversation idle for longer than ``session_timeout`` (None: never) ends, and the next message starts a new
     one, so yesterday's small talk does not leak into today's. ``clock`` says what time it is (tests pass a fake).
@@ -53,7 +59,7 @@ class DialogueManager:
         generator: Generator,
         transaction: Transaction,
         session_timeout: timedelta | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = utc_now,
         shared_lock: ConversationLock | None = None,
     ) -> None:
         self.generator = generator
@@ -63,73 +69,148 @@ class DialogueManager:
         self.shared_lock = shared_lock  # across processes (storage/locking.py); None: this process only
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
-    def respond(self, channel: str, external_id: str, text: str) -> Reply:
+    def respond(
+        self,
+        channel: str,
+        external_id: str,
+        text: str,
+        message_id: str | None = None,
+        display_name: str | None = None,
+    ) -> Reply:
         """Answer one message from ``external_id`` (a user or chat id) on ``channel``.
 
-        Messages of one user or chat are answered strictly one after another (a lock per conversation key, held
-        from storing the message to storing the reply, and ``shared_lock`` across processes), while other
-        conversations go on in parallel.
+        ``message_id`` is the channel's id of the message (None where the channel has none), by which a message
+        delivered twice is answered once. Messages of one user or chat are answered strictly one after another (a
+        lock per conversation key, held from storing the message to storing the reply, and ``shared_lock`` across
+        processes), while other conversations go on in parallel.
         """
         shared = self.shared_lock(channel, external_id) if self.shared_lock else contextlib.nullcontext()
         with self._lock_for(channel, external_id), shared:
             command = parse_command(text)
             if command is not None:
-                return self._run_command(channel, external_id, command)
-            return self._answer(channel, external_id, text)
+                return self._run_command(channel, external_id, command, display_name)
+            return self._answer(channel, external_id, text, message_id, display_name)
+
+    def delivered(self, reply: Reply, channel_message_id: str) -> None:
+        """Record that the channel sent ``reply`` as its message ``channel_message_id``."""
+        if reply.turn_id is not None:
+            with self.transaction() as store:
+                store.mark_delivered(reply.turn_id, channel_message_id)
 
     def _lock_for(self, channel: str, external_id: str) -> threading.Lock:
         """One of a fixed set of locks, always the same for one key: bounded memory however many users come."""
         return self._locks[zlib.crc32(f"{channel}\0{external_id}".encode()) % LOCK_STRIPES]
 
-    def _answer(self, channel: str, external_id: str, text: str) -> Reply:
+    def _answer(
+        self, channel: str, external_id: str, text: str, message_id: str | None, display_name: str | None
+    ) -> Reply:
         with self.transaction() as store:
-            conversation_id = self._open_conversation(store, channel, external_id)
-            store.add_turn(conversation_id, Turn(Role.USER, text))
-            history = store.recent_turns(conversation_id, self.generator.history_turns)
-        generated = self.generator.reply(history)
-        reply = UNSURE_REPLY if generated is None else generated.strip() or FALLBACK_REPLY
-        with self.transaction() as store:
-            store.add_turn(conversation_id, Turn(Role.BOT, reply))
-        logger.debug("conversation %s: replied with %d characters", conversation_id, len(reply))
-        return Reply(reply)
+            user = store.user(channel, external_id, display_name)
+            if user.blocked:
+                return NOTHING
+            earlier = store.earlier(user.id, message_id) if message_id is not None else None
+            if earlier is not None and earlier.reply_id is not None and earlier.reply_text is not None:
+                logger.info(
+                    "message %s of %s:%s was answered before; not answering again", message_id, channel, external_id
+                )
+                return Reply(earlier.reply_text, turn_id=earlier.reply_id, send=not earlier.reply_delivered)
+            if earlier is not None:  # stored, but the process stopped before its reply was
+                pending = _Pending(earlier.conversation_id, earlier.turn_id, DecodeSettings.from_json(user.settings))
+            else:
+                pending = self._store_question(store, user, text, message_id)
+            history = store.recent_turns(pending.conversation_id, self.generator.history_turns, through=pending.turn_id)
+        return self._generate(pending, history)
 
-    def _open_conversation(self, store: ConversationStore, channel: str, external_id: str) -> int:
+    def _store_question(
+        self, store: ConversationStore, user: StoredUser, text: str, message_id: str | None
+    ) -> _Pending:
+        conversation_id = self._open_conversation(store, user.id)
+        turn_id = store.add_turn(conversation_id, Turn(Role.USER, text), channel_message_id=message_id)
+        return _Pending(conversation_id, turn_id, DecodeSettings.from_json(user.settings))
+
+    def _generate(self, pending: _Pending, history: list[Turn]) -> Reply:
+        """Run the generator on ``history`` and store its reply to the pending turn with the provenance."""
+        started = time.perf_counter()
+        generated = self.generator.reply(history, pending.settings)
+        latency_ms = (time.perf_counter() - started) * 1000
+        text = UNSURE_REPLY if generated.text is None else generated.text.strip() or FALLBACK_REPLY
+        provenance = Provenance(generated.model, generated.decoding, generated.score, latency_ms)
+        with self.transaction() as store:
+            turn_id = store.add_turn(
+                pending.conversation_id, Turn(Role.BOT, text), reply_to=pending.turn_id, provenance=provenance
+            )
+        logger.debug("conversation %s: replied with %d characters", pending.conversation_id, len(text))
+        return Reply(text, turn_id=turn_id)
+
+    def _open_conversation(self, store: ConversationStore, user_id: int) -> int:
         """The conversation this message belongs to: the open one, unless it has been idle past the timeout."""
-        conversation_id = store.current_conversation(channel, external_id)
+        conversation_id = store.current_conversation(user_id)
         if (
             self.session_timeout is not None
             and self.clock() - store.last_activity(conversation_id) > self.session_timeout
         ):
             store.end_conversation(conversation_id)
-            conversation_id = store.current_conversation(channel, external_id)
+            conversation_id = store.current_conversation(user_id)
         return conversation_id
 
-    def reset(self, channel: str, external_id: str) -> None:
-        """End the open conversation, if any; the next message starts a fresh history."""
+    def _run_command(self, channel: str, external_id: str, command: Command, display_name: str | None) -> Reply:
         with self.transaction() as store:
-            store.end_conversation(store.current_conversation(channel, external_id))
+            user = store.user(channel, external_id, display_name)
+            if user.blocked:
+                return NOTHING
+            if command.name == "forget":
+                return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
+            answer = _answer_command(store, user, command, self.generator.default_settings)
+        return Reply(answer, is_command=True)
 
-    def _transcript(self, channel: str, external_id: str) -> str:
-        """The current conversation as text, one "you:"/"bot:" line per turn."""
-        with self.transaction() as store:
-            conversation_id = store.current_conversation(channel, external_id)
-            turns = store.recent_turns(conversation_id, EXPORT_LIMIT)
-        lines = [f"{'you' if turn.role is Role.USER else 'bot'}: {turn.text}" for turn in turns]
-        return "\n".join(lines) if lines else EMPTY_EXPORT_TEXT
 
-    def _run_command(self, channel: str, external_id: str, command: Command) -> Reply:
-        if command.name == "help":
-            return Reply(HELP_TEXT, is_command=True)
-        if command.name == "start":
-            self.reset(channel, external_id)
-            return Reply(START_TEXT, is_command=True)
-        if command.name == "reset":
-            self.reset(channel, external_id)
-            return Reply(RESET_TEXT, is_command=True)
-        if command.name == "forget":
-            with self.transaction() as store:
-                deleted = store.forget(channel, external_id)
-            return Reply(FORGET_TEXT.format(count=deleted), is_command=True)
-        if command.name == "export":
-            return Reply(self._transcript(channel, external_id), is_command=True)
-        return Reply(f"Unknown command /{command.name}. Try /help.", is_command=True)
+def _answer_command(store: ConversationStore, user: StoredUser, command: Command, defaults: DecodeSettings) -> str:
+    """The core's answer to a command other than /forget, read and written through ``store``."""
+    if command.name == "help":
+        return texts.HELP_TEXT
+    if command.name in ("start", "reset"):
+        store.end_conversation(store.current_conversation(user.id))
+        return texts.START_TEXT if command.name == "start" else texts.RESET_TEXT
+    if command.name == "export":
+        return _transcript(store.recent_turns(store.current_conversation(user.id), EXPORT_LIMIT))
+    if command.name == "why":
+        return _why(store, user.id)
+    if command.name == "settings" or command.name in COMMAND_FIELDS:
+        return _settings(store, user, command, defaults)
+    return f"Unknown command /{command.name}. Try /help."
+
+
+def _settings(store: ConversationStore, user: StoredUser, command: Command, defaults: DecodeSettings) -> str:
+    """Show (``/settings``), clear (``/settings reset``) or change (``/mode``, ``/beam``...) decoding settings."""
+    settings = DecodeSettings.from_json(user.settings)
+    if command.name == "settings" and command.argument.lower() not in ("", "reset"):
+        return "Write /settings to see your decoding settings, or /settings reset to clear them."
+    try:
+        if command.name == "settings" and command.argument:
+            settings = DecodeSettings()
+        elif command.name != "settings":
+            settings = apply_command(settings, command.name, command.argument)
+    except SettingError as error:
+        return str(error)
+    if command.name != "settings" or command.argument:
+        store.save_settings(user.id, settings.to_json())
+    return texts.SETTINGS_TEXT.format(settings=settings.over(defaults).describe())
+
+
+def _transcript(turns: list[Turn]) -> str:
+    """A conversation as text, one "you:"/"bot:" line per turn."""
+    lines = [f"{'you' if turn.role is Role.USER else 'bot'}: {turn.text}" for turn in turns]
+    return "\n".join(lines) if lines else texts.EMPTY_EXPORT_TEXT
+
+
+def _why(store: ConversationStore, user_id: int) -> str:
+    """How the newest reply of the user's conversation was made."""
+    found = store.last_provenance(store.current_conversation(user_id))
+    if found is None:
+        return texts.NO_WHY_TEXT
+    text, provenance = found
+    decoding = ", ".join(f"{name} {value}" for name, value in provenance.decoding.items())
+    score = "none" if provenance.score is None else f"{provenance.score:.3f}"
+    return texts.WHY_TEXT.format(
+        text=text, model=provenance.model, decoding=decoding, score=score, latency=provenance.latency_ms
+    )

@@ -25,8 +25,16 @@ class Turn:
 class Reply:
     """What a channel shows the user in answer to one incoming message.
 
-    `is_command` is true when a command (``/help``, ``/reset``) answered instead of the model.
+    ``is_command`` is true when a command (``/help``, ``/reset``) answered instead of the model. ``turn_id`` is
+    the stored bot turn, which the channel reports back once sent (``DialogueManager.delivered``). ``send`` is
+    false when there is nothing to send: the message was answered and delivered before (a channel delivering it
+    again after a restart), or the user is blocked.
     """
 
     text: str
     is_command: bool = False
+    turn_id: int | None = None
+    send: bool = True
+
+
+NOTHING = Reply("", send=False)

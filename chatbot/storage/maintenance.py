@@ -1,8 +1,9 @@
 """Maintenance: what the database holds (``chatbot db stats``) and retention (``chatbot db prune``).
 
-Pruning deletes whole conversations whose last activity — their newest message, or their start when they have
-none — is older than a cut-off; their messages go with them (the foreign key cascades). Functions take a session
-the caller opened, so the caller decides the transaction: a prune either happens entirely or not at all.
+Pruning deletes whole conversations whose last activity (their newest message, or their start when they have
+none) is older than a cut-off, with their messages and those messages' provenance, and then the users left with
+no conversation who were first seen before the cut-off (their settings and display name go with them). Functions
+take a session the caller opened, so the caller decides the transaction: a prune happens entirely or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import ChatbotError
@@ -38,6 +39,7 @@ class DatabaseStats:
     conversations: int
     open_conversations: int
     users: int
+    blocked_users: int
     messages: int
     user_messages: int
     bot_messages: int
@@ -47,20 +49,24 @@ class DatabaseStats:
 
 
 def database_stats(session: Session) -> DatabaseStats:
-    conversation, message = models.Conversation, models.Message
-    users = select(conversation.channel, conversation.external_id).distinct().subquery()
+    conversation, message, user = models.Conversation, models.Message, models.User
     by_role = {
         role: count for role, count in session.execute(select(message.role, func.count()).group_by(message.role))
     }
     per_channel = {
         channel: count
-        for channel, count in session.execute(select(conversation.channel, func.count()).group_by(conversation.channel))
+        for channel, count in session.execute(
+            select(user.channel, func.count())
+            .join(conversation, conversation.user_id == user.id)
+            .group_by(user.channel)
+        )
     }
     first, last = session.execute(select(func.min(message.created_at), func.max(message.created_at))).one()
     return DatabaseStats(
         conversations=session.scalar(select(func.count()).select_from(conversation)) or 0,
         open_conversations=session.scalar(select(func.count()).where(conversation.ended_at.is_(None))) or 0,
-        users=session.scalar(select(func.count()).select_from(users)) or 0,
+        users=session.scalar(select(func.count()).select_from(user)) or 0,
+        blocked_users=session.scalar(select(func.count()).where(user.blocked.is_(True))) or 0,
         messages=sum(by_role.values()),
         user_messages=by_role.get("user", 0),
         bot_messages=by_role.get("bot", 0),
@@ -74,27 +80,35 @@ def database_stats(session: Session) -> DatabaseStats:
 class PruneResult:
     conversations: int
     messages: int
+    users: int
 
 
 def _stale(cutoff: datetime) -> Select[Any]:
-    """The ids of conversations whose last activity is before ``cutoff``."""
-    conversation, message = models.Conversation, models.Message
-    last_message = (
-        select(func.max(message.created_at)).where(message.conversation_id == conversation.id).scalar_subquery()
-    )
-    return select(conversation.id).where(func.coalesce(last_message, conversation.started_at) < cutoff)
+    """The ids of conversations last active before ``cutoff`` (found through the last-activity index)."""
+    return select(models.Conversation.id).where(models.Conversation.last_activity_at < cutoff)
+
+
+def _deserted(cutoff: datetime) -> Select[Any]:
+    """The ids of users first seen before ``cutoff`` with no conversation active since: the same users before and
+    after the stale conversations are deleted, so a dry run counts what a prune deletes."""
+    user, conversation = models.User, models.Conversation
+    active = select(conversation.id).where(conversation.user_id == user.id, conversation.last_activity_at >= cutoff)
+    return select(user.id).where(user.created_at < cutoff, ~active.exists())
 
 
 def prune(session: Session, older_than: timedelta, now: datetime, dry_run: bool = False) -> PruneResult:
     """Delete (or with ``dry_run`` only count) the conversations last active more than ``older_than`` before
-    ``now``, with their messages.
-
-    Messages go first; that leaves the stale set unchanged (a stale conversation's start is older still), so the
-    same query then selects the conversations, without a list of ids as large as the database.
-    """
-    stale = _stale(now - older_than)
+    ``now``, with their messages, and the users that leaves with nothing."""
+    cutoff = now - older_than
+    stale = _stale(cutoff)
     conversations = session.scalar(select(func.count()).select_from(stale.subquery())) or 0
     messages = messages_in(session, stale)
     if conversations and not dry_run:
         delete_conversations(session, stale)
-    return PruneResult(conversations=conversations, messages=messages)
+    deserted = _deserted(cutoff)
+    users = session.scalar(select(func.count()).select_from(deserted.subquery())) or 0
+    if users and not dry_run:
+        session.execute(
+            delete(models.User).where(models.User.id.in_(deserted)), execution_options={"synchronize_session": False}
+        )
+    return PruneResult(conversations=conversations, messages=messages, users=users)

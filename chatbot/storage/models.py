@@ -1,10 +1,28 @@
-"""The database schema, declared once in SQLAlchemy 2 style; Alembic migrations create and change it."""
+"""The database schema, declared once in SQLAlchemy 2 style; Alembic migrations create and change it.
+
+Users (one per channel and external id) have conversations (sessions); conversations have messages. A bot
+message that answers a user message points at it (``reply_to_id``) and carries its ReplyProvenance: which model,
+decoding settings, score and latency produced it. Incoming messages keep the channel's own message id, which is
+how a message delivered twice (a restart before the channel confirmed it) is recognised.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints make migrations portable: SQLite batch mode can only drop a constraint it can name.
@@ -23,22 +41,46 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Conversation(Base):
-    """One session of a user or chat on a channel; ``/reset`` ends it and the next message opens a new one."""
+class User(Base):
+    """A user or group chat of one channel, with their per-user decoding settings (a JSON object)."""
 
-    __tablename__ = "conversations"
+    __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    blocked: Mapped[bool]
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+
+class Conversation(Base):
+    """One session of a user; ``/reset`` or an idle timeout ends it and the next message opens a new one."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_conversations_lookup", "channel", "external_id", "id"),)
+    __table_args__ = (
+        # The open conversation of a user is the newest one: found by walking this index backwards.
+        Index("ix_conversations_user_recent", "user_id", "id"),
+        Index("ix_conversations_last_activity", "last_activity_at"),  # what `chatbot db prune` scans
+    )
 
 
 class Message(Base):
-    """One turn of a conversation, by the user or the bot."""
+    """One turn of a conversation, by the user or the bot.
+
+    ``channel_message_id`` is the channel's id of the message: for a user's message, the id it arrived with; for
+    a bot's reply, the id the channel gave it once delivered (None until then, and on channels without ids).
+    """
 
     __tablename__ = "messages"
 
@@ -47,9 +89,27 @@ class Message(Base):
     role: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    channel_message_id: Mapped[str | None] = mapped_column(String(64))
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
 
     __table_args__ = (
         CheckConstraint("role IN ('user', 'bot')", name="role"),
         # Reading the last N turns walks this index backwards, whatever the conversation's length.
         Index("ix_messages_conversation_recent", "conversation_id", "id"),
+        # Was this incoming message seen before? One probe per conversation of the user.
+        Index("ix_messages_channel_message", "conversation_id", "channel_message_id"),
+        Index("ix_messages_reply_to", "reply_to_id"),
     )
+
+
+class ReplyProvenance(Base):
+    """Why a bot message says what it says: the model (name and weights hash), the decoding settings used, the
+    reply's score (its confidence, the geometric-mean probability of its pieces) and the generation latency."""
+
+    __tablename__ = "reply_provenance"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    decoding: Mapped[dict[str, Any]] = mapped_column(JSON)
+    score: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)

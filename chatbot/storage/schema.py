@@ -31,5 +31,10 @@ def upgrade_to_head(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+def upgrade(engine: Engine, revision: str) -> None:
+    """Migrate up to ``revision`` (tests of a migration start from the one before it)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
 def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)

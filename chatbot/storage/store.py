@@ -1,27 +1,65 @@
-"""ConversationStore: the small interface the dialogue manager stores turns through, with SQL and memory twins.
+"""ConversationStore: what the dialogue manager reads and writes — users, their conversations, the turns and the
+provenance of each reply — over a SQLAlchemy session.
 
-The caller owns the transaction: it opens one with a ``Transaction`` (``sql_transaction(factory)`` or
-``MemoryStore.transaction``), does its reads and writes through the store it is handed, and the transaction commits
-when the ``with`` block ends (or rolls back on an exception).
+The caller owns the transaction: it opens one with a ``Transaction`` (``sql_transaction(factory)``), does its reads
+and writes through the store it is handed, and the transaction commits when the ``with`` block ends (or rolls back
+on an exception). Tests use the same store on an in-memory SQLite database.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, TypeVarTuple, Unpack
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import StorageError
 from chatbot.storage import engine, models
+
+Clock = Callable[[], datetime]
+Columns = TypeVarTuple("Columns")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    """A user as the dialogue manager needs them: id, whether blocked, and their settings (a JSON object)."""
+
+    id: int
+    blocked: bool
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a reply was made: model name and weights hash, every decoding setting, its score and the latency."""
+
+    model: str
+    decoding: dict[str, Any]
+    score: float | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class EarlierMessage:
+    """An incoming message that was stored before under the same channel message id, and the reply stored to it,
+    if any (``reply_delivered``: the channel confirmed sending that reply)."""
+
+    conversation_id: int
+    turn_id: int
+    reply_id: int | None
+    reply_text: str | None
+    reply_delivered: bool
 
 
 @dataclass(frozen=True)
@@ -50,52 +88,18 @@ class Selection:
     started_from: datetime | None = None
     started_before: datetime | None = None
 
-    def picks(self, channel: str, external_id: str, started_at: datetime) -> bool:
-        return (
-            self.channel in (None, channel)
-            and self.external_id in (None, external_id)
-            and (self.started_from is None or started_at >= self.started_from)
-            and (self.started_before is None or started_at < self.started_before)
-        )
-
-
-class ConversationStore(Protocol):
-    """Reads and writes of one transaction."""
-
-    def current_conversation(self, channel: str, external_id: str) -> int:
-        """The id of the open conversation of this channel's user or chat, starting one if there is none."""
-        ...
-
-    def end_conversation(self, conversation_id: int) -> None:
-        """Close a conversation so the next message starts a new one."""
-        ...
-
-    def add_turn(self, conversation_id: int, turn: Turn) -> None:
-        """Append a turn to a conversation."""
-        ...
-
-    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
-        """The last ``limit`` turns of a conversation, oldest first."""
-        ...
-
-    def last_activity(self, conversation_id: int) -> datetime:
-        """When the conversation's newest turn was stored (its start, while it has none)."""
-        ...
-
-    def forget(self, channel: str, external_id: str) -> int:
-        """Delete every conversation of this channel's user or chat, with all turns; returns the turns deleted."""
-        ...
-
-    def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
-        """Every stored conversation with its turns, in the order they started (those ``selection`` picks)."""
-        ...
-
-
-Transaction = Callable[[], AbstractContextManager[ConversationStore]]
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    def where(self, query: Select[Unpack[Columns]]) -> Select[Unpack[Columns]]:
+        """``query`` (over conversations joined to users) restricted to this selection."""
+        user, conversation = models.User, models.Conversation
+        if self.channel is not None:
+            query = query.where(user.channel == self.channel)
+        if self.external_id is not None:
+            query = query.where(user.external_id == self.external_id)
+        if self.started_from is not None:
+            query = query.where(conversation.started_at >= self.started_from)
+        if self.started_before is not None:
+            query = query.where(conversation.started_at < self.started_before)
+        return query
 
 
 def _aware(moment: datetime) -> datetime:
@@ -103,99 +107,203 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-class SqlConversationStore:
-    """ConversationStore over a SQLAlchemy session that the caller opened and will commit."""
+# The statements of add_turn, built once. Storing a turn is the hot path, and building an ORM statement (or
+# flushing an ORM object) per call costs more than SQLite takes to run it: measured with bench/storage.py, these
+# prebuilt Core statements store a turn in about half the time of session.add() and an ORM update.
+_ADD_MESSAGE = insert(models.Message).returning(models.Message.id)
+_ADD_PROVENANCE = insert(models.ReplyProvenance)
+_TOUCH_CONVERSATION = (
+    update(models.Conversation)
+    .where(models.Conversation.id == bindparam("conversation_id"))
+    .values(last_activity_at=bindparam("now"))
+)
 
-    def __init__(self, session: Session) -> None:
+
+class ConversationStore:
+    """Reads and writes of one transaction, over a session the caller opened and will commit; ``clock`` says
+    what time it is (tests pass a fake one)."""
+
+    def __init__(self, session: Session, clock: Clock = utc_now) -> None:
         self.session = session
+        self.clock = clock
 
-    def current_conversation(self, channel: str, external_id: str) -> int:
+    # Users
+
+    def user(self, channel: str, external_id: str, display_name: str | None = None) -> StoredUser:
+        """The user of this channel and external id, created on first sight; ``display_name`` (when given) is
+        kept up to date."""
+        mine = select(models.User).where(models.User.channel == channel, models.User.external_id == external_id)
+        user = self.session.scalar(mine)
+        if user is None:
+            # Insert-if-absent, so two processes seeing a new user at once both end up with the same row.
+            values: dict[str, Any] = {"channel": channel, "external_id": external_id, "display_name": display_name}
+            values |= {"blocked": False, "settings": {}, "created_at": self.clock()}
+            self.session.execute(_insert(self.session)(models.User).values(values).on_conflict_do_nothing())
+            user = self.session.scalars(mine).one()
+        elif display_name is not None and user.display_name != display_name:
+            user.display_name = display_name
+        return StoredUser(user.id, user.blocked, dict(user.settings))
+
+    def save_settings(self, user_id: int, settings: dict[str, Any]) -> None:
+        """Replace a user's settings object."""
+        self.session.execute(update(models.User).where(models.User.id == user_id).values(settings=settings))
+
+    def set_blocked(self, channel: str, external_id: str, blocked: bool) -> None:
+        """Block (or unblock) a user, creating them if they never wrote: a blocked user is neither answered nor
+        stored."""
+        user_id = self.user(channel, external_id).id
+        self.session.execute(update(models.User).where(models.User.id == user_id).values(blocked=blocked))
+
+    # Conversations
+
+    def current_conversation(self, user_id: int) -> int:
+        """The id of the user's open conversation, starting one if there is none."""
+        conversation = models.Conversation
         query = (
-            select(models.Conversation.id)
-            .where(models.Conversation.channel == channel, models.Conversation.external_id == external_id)
-            .where(models.Conversation.ended_at.is_(None))
-            .order_by(models.Conversation.id.desc())
+            select(conversation.id)
+            .where(conversation.user_id == user_id, conversation.ended_at.is_(None))
+            .order_by(conversation.id.desc())
             .limit(1)
         )
         found = self.session.scalar(query)
         if found is not None:
             return found
-        conversation = models.Conversation(channel=channel, external_id=external_id, started_at=_now())
-        self.session.add(conversation)
+        now = self.clock()
+        started = models.Conversation(user_id=user_id, started_at=now, last_activity_at=now)
+        self.session.add(started)
         self.session.flush()
-        return conversation.id
+        return started.id
 
     def end_conversation(self, conversation_id: int) -> None:
-        conversation = self.session.get(models.Conversation, conversation_id)
-        if conversation is not None and conversation.ended_at is None:
-            conversation.ended_at = _now()
-
-    def add_turn(self, conversation_id: int, turn: Turn) -> None:
-        self.session.add(
-            models.Message(conversation_id=conversation_id, role=turn.role.value, text=turn.text, created_at=_now())
+        """Close a conversation so the next message starts a new one."""
+        self.session.execute(
+            update(models.Conversation)
+            .where(models.Conversation.id == conversation_id, models.Conversation.ended_at.is_(None))
+            .values(ended_at=self.clock())
         )
-        self.session.flush()
-
-    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
-        # Newest first through the (conversation_id, id) index, so the cost does not grow with the conversation.
-        query = (
-            select(models.Message.role, models.Message.text)
-            .where(models.Message.conversation_id == conversation_id)
-            .order_by(models.Message.id.desc())
-            .limit(limit)
-        )
-        rows = self.session.execute(query).all()
-        return [Turn(Role(role), text) for role, text in reversed(rows)]
 
     def last_activity(self, conversation_id: int) -> datetime:
-        newest = self.session.scalar(
-            select(models.Message.created_at)
-            .where(models.Message.conversation_id == conversation_id)
-            .order_by(models.Message.id.desc())
-            .limit(1)
+        """When the conversation's newest turn was stored (its start, while it has none)."""
+        moment = self.session.scalar(
+            select(models.Conversation.last_activity_at).where(models.Conversation.id == conversation_id)
         )
-        if newest is None:
-            newest = self.session.scalar(
-                select(models.Conversation.started_at).where(models.Conversation.id == conversation_id)
-            )
-        return _aware(newest) if newest is not None else _now()
+        return _aware(moment) if moment is not None else self.clock()
+
+    # Turns
+
+    def add_turn(
+        self,
+        conversation_id: int,
+        turn: Turn,
+        channel_message_id: str | None = None,
+        reply_to: int | None = None,
+        provenance: Provenance | None = None,
+    ) -> int:
+        """Append a turn to a conversation and return its id: a user's with the channel's id of their message, a
+        bot's with the id of the turn it answers and its provenance."""
+        now = self.clock()
+        connection = self.session.connection()  # Core, not ORM: see _ADD_MESSAGE
+        values: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "role": turn.role.value,
+            "text": turn.text,
+            "created_at": now,
+            "channel_message_id": channel_message_id,
+            "reply_to_id": reply_to,
+        }
+        message_id: int = connection.execute(_ADD_MESSAGE, values).scalar_one()
+        if provenance is not None:
+            connection.execute(_ADD_PROVENANCE, {"message_id": message_id, **vars(provenance)})
+        connection.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
+        return message_id
+
+    def recent_turns(self, conversation_id: int, limit: int, through: int | None = None) -> list[Turn]:
+        """The last ``limit`` turns of a conversation (up to turn id ``through`` when given), oldest first."""
+        # Newest first through the (conversation_id, id) index, so the cost does not grow with the conversation.
+        query = select(models.Message.role, models.Message.text).where(
+            models.Message.conversation_id == conversation_id
+        )
+        if through is not None:
+            query = query.where(models.Message.id <= through)
+        rows = self.session.execute(query.order_by(models.Message.id.desc()).limit(limit)).all()
+        return [Turn(Role(role), text) for role, text in reversed(rows)]
+
+    def earlier(self, user_id: int, channel_message_id: str) -> EarlierMessage | None:
+        """The user's message stored before with this channel message id, with the reply to it, if any."""
+        asked, answer = aliased(models.Message), aliased(models.Message)
+        theirs = select(models.Conversation.id).where(models.Conversation.user_id == user_id)
+        row = self.session.execute(
+            select(asked.conversation_id, asked.id, answer.id, answer.text, answer.channel_message_id)
+            .outerjoin(answer, answer.reply_to_id == asked.id)
+            .where(asked.conversation_id.in_(theirs), asked.channel_message_id == channel_message_id)
+            .where(asked.role == Role.USER.value)
+            .order_by(asked.id.desc(), answer.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        conversation_id, turn_id, reply_id, reply_text, delivered_as = row
+        return EarlierMessage(conversation_id, turn_id, reply_id, reply_text, delivered_as is not None)
+
+    def mark_delivered(self, turn_id: int, channel_message_id: str) -> None:
+        """Record the channel's id of a sent bot turn: from now on that reply counts as delivered."""
+        self.session.execute(
+            update(models.Message).where(models.Message.id == turn_id).values(channel_message_id=channel_message_id)
+        )
+
+    def last_provenance(self, conversation_id: int) -> tuple[str, Provenance] | None:
+        """The conversation's newest reply that has a provenance, with it."""
+        message, provenance = models.Message, models.ReplyProvenance
+        row = self.session.execute(
+            select(message.text, provenance)
+            .join(provenance, provenance.message_id == message.id)
+            .where(message.conversation_id == conversation_id)
+            .order_by(message.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        text, stored = row
+        return text, Provenance(stored.model, dict(stored.decoding), stored.score, stored.latency_ms)
+
+    # Privacy and export
 
     def forget(self, channel: str, external_id: str) -> int:
-        theirs = select(models.Conversation.id).where(
-            models.Conversation.channel == channel, models.Conversation.external_id == external_id
-        )
+        """Delete the user of this channel and external id with every conversation, turn and setting; returns the
+        turns deleted."""
+        user = models.User
+        user_id = self.session.scalar(select(user.id).where(user.channel == channel, user.external_id == external_id))
+        if user_id is None:
+            return 0
+        theirs = select(models.Conversation.id).where(models.Conversation.user_id == user_id)
         count = messages_in(self.session, theirs)
         delete_conversations(self.session, theirs)
+        self.session.execute(delete(user).where(user.id == user_id))
         return count
 
     def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
-        query, chosen, table = (
-            select(models.Conversation).order_by(models.Conversation.id),
-            selection,
-            models.Conversation,
+        """Every stored conversation with its turns, in the order they started (those ``selection`` picks)."""
+        user, conversation = models.User, models.Conversation
+        query = (
+            select(conversation.id, user.channel, user.external_id, conversation.started_at)
+            .join(user, user.id == conversation.user_id)
+            .order_by(conversation.id)
         )
-        if chosen is not None and chosen.channel is not None:
-            query = query.where(table.channel == chosen.channel)
-        if chosen is not None and chosen.external_id is not None:
-            query = query.where(table.external_id == chosen.external_id)
-        if chosen is not None and chosen.started_from is not None:
-            query = query.where(table.started_at >= chosen.started_from)
-        if chosen is not None and chosen.started_before is not None:
-            query = query.where(table.started_at < chosen.started_before)
-        for conversation in self.session.scalars(query):
-            messages = self.session.scalars(
-                select(models.Message)
-                .where(models.Message.conversation_id == conversation.id)
+        for conversation_id, channel, external_id, started_at in self.session.execute(
+            (selection or Selection()).where(query)
+        ).all():
+            rows = self.session.execute(
+                select(models.Message.role, models.Message.text)
+                .where(models.Message.conversation_id == conversation_id)
                 .order_by(models.Message.id)
             )
-            turns = tuple(Turn(Role(message.role), message.text) for message in messages)
-            yield StoredConversation(
-                conversation.id,
-                conversation.channel,
-                conversation.external_id,
-                conversation.started_at,
-                turns,
-            )
+            turns = tuple(Turn(Role(role), text) for role, text in rows)
+            yield StoredConversation(conversation_id, channel, external_id, _aware(started_at), turns)
+
+
+def _insert(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT (SQLite's and Postgres's both have ON CONFLICT DO NOTHING)."""
+    return sqlite.insert if session.get_bind().dialect.name == "sqlite" else postgresql.insert
 
 
 def messages_in(session: Session, conversation_ids: Select[Any]) -> int:
@@ -205,12 +313,14 @@ def messages_in(session: Session, conversation_ids: Select[Any]) -> int:
 
 def delete_conversations(session: Session, conversation_ids: Select[Any]) -> None:
     """Delete the conversations that ``conversation_ids`` (a query of ids, run as a subquery, never a list as large
-    as the database) selects, their messages first. The query must select the same conversations once their
-    messages are gone."""
+    as the database) selects, their messages and those messages' provenance first. The query must select the same
+    conversations once their messages are gone."""
     unsynchronised = {"synchronize_session": False}  # bulk deletes; no ORM objects of these rows are loaded
+    message, provenance = models.Message, models.ReplyProvenance
+    theirs = select(message.id).where(message.conversation_id.in_(conversation_ids))
+    session.execute(delete(provenance).where(provenance.message_id.in_(theirs)), execution_options=unsynchronised)
     session.execute(
-        delete(models.Message).where(models.Message.conversation_id.in_(conversation_ids)),
-        execution_options=unsynchronised,
+        delete(message).where(message.conversation_id.in_(conversation_ids)), execution_options=unsynchronised
     )
     session.execute(
         delete(models.Conversation).where(models.Conversation.id.in_(conversation_ids)),
@@ -218,14 +328,17 @@ def delete_conversations(session: Session, conversation_ids: Select[Any]) -> Non
     )
 
 
-def sql_transaction(session_factory: sessionmaker[Session]) -> Transaction:
-    """A Transaction that opens a session, begins, yields a SqlConversationStore, and commits."""
+Transaction = Callable[[], AbstractContextManager[ConversationStore]]
+
+
+def sql_transaction(session_factory: sessionmaker[Session], clock: Clock = utc_now) -> Transaction:
+    """A Transaction that opens a session, begins, yields a ConversationStore, and commits."""
 
     @contextmanager
     def transaction() -> Iterator[ConversationStore]:
         try:
             with session_factory.begin() as session:
-                yield SqlConversationStore(session)
+                yield ConversationStore(session, clock)
         except OperationalError as error:  # locked, unreachable, disk full: the database's trouble, not a bug
             url = engine.describe(session_factory.kw["bind"].url)
             reason = str(error.orig or error).strip().splitlines()[0]
@@ -234,79 +347,3 @@ def sql_transaction(session_factory: sessionmaker[Session]) -> Transaction:
             raise StorageError(f"database {url}: {reason}{hint}") from error
 
     return transaction
-
-
-@dataclass
-class _MemoryConversation:
-    channel: str
-    external_id: str
-    started_at: datetime
-    turns: list[Turn] = field(default_factory=list)
-    ended: bool = False
-    last_active: datetime | None = None
-
-
-class MemoryStore:
-    """ConversationStore kept in a dict: the twin of the SQL store for tests of the layers above.
-
-    ``transaction`` takes a lock for the block, so concurrent callers see each other's writes whole, and restores
-    the previous state if the block raises, as a database rollback would.
-    """
-
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
-        self._conversations: dict[int, _MemoryConversation] = {}
-        self._lock = threading.RLock()
-        self._next_id = 1
-        self.clock = clock  # what "now" is for the turns stored here; tests pass a fake one
-
-    @contextmanager
-    def transaction(self) -> Iterator[ConversationStore]:
-        with self._lock:
-            snapshot = copy.deepcopy(self._conversations)
-            try:
-                yield self
-            except BaseException:
-                self._conversations = snapshot
-                raise
-
-    def current_conversation(self, channel: str, external_id: str) -> int:
-        for conversation_id in sorted(self._conversations, reverse=True):
-            conversation = self._conversations[conversation_id]
-            if (conversation.channel, conversation.external_id, conversation.ended) == (
-                channel,
-                external_id,
-                False,
-            ):
-                return conversation_id
-        conversation_id, self._next_id = self._next_id, self._next_id + 1  # ids are never reused, as in SQL
-        self._conversations[conversation_id] = _MemoryConversation(channel, external_id, self.clock())
-        return conversation_id
-
-    def end_conversation(self, conversation_id: int) -> None:
-        self._conversations[conversation_id].ended = True
-
-    def add_turn(self, conversation_id: int, turn: Turn) -> None:
-        self._conversations[conversation_id].turns.append(turn)
-        self._conversations[conversation_id].last_active = self.clock()
-
-    def last_activity(self, conversation_id: int) -> datetime:
-        conversation = self._conversations[conversation_id]
-        return conversation.last_active or conversation.started_at
-
-    def forget(self, channel: str, external_id: str) -> int:
-        theirs = [i for i, c in self._conversations.items() if (c.channel, c.external_id) == (channel, external_id)]
-        count = sum(len(self._conversations[i].turns) for i in theirs)
-        for conversation_id in theirs:
-            del self._conversations[conversation_id]
-        return count
-
-    def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
-        return self._conversations[conversation_id].turns[-limit:] if limit > 0 else []
-
-    def conversations(self, selection: Selection | None = None) -> Iterator[StoredConversation]:
-        for conversation_id, item in sorted(self._conversations.items()):
-            if selection is not None and not selection.picks(item.channel, item.external_id, item.started_at):
-                continue
-            yield StoredConversation(
-                conversation_id, item.channel, item.external_id, item.started_at, tuple(item.turns)
-            )

@@ -61,6 +61,7 @@ class FakeBotApi:
         self.sent: list[SentMessage] = []
         self.url = ""
         self._updates: list[dict[str, Any]] = []
+        self._every_update: dict[int, dict[str, Any]] = {}
         self._allowed_updates: set[str] | None = None
         self._update_id = 0
         self._message_id = 0
@@ -130,6 +131,11 @@ class FakeBotApi:
         message = self._message(chat_id, edit_date=int(time.time()), **_text_fields(text))
         return self._add_update("edited_message", message)
 
+    def redeliver(self, update_id: int) -> None:
+        """Queue an update again, unchanged, as Telegram does when a bot stopped before confirming it."""
+        self._updates.append(self._every_update[update_id])
+        self._notify()
+
     # Observing what the bot did.
 
     def methods(self) -> list[str]:
@@ -195,7 +201,8 @@ class FakeBotApi:
 
     def _add_update(self, kind: str, payload: dict[str, Any]) -> int:
         self._update_id += 1
-        self._updates.append({"update_id": self._update_id, kind: payload})
+        self._every_update[self._update_id] = {"update_id": self._update_id, kind: payload}
+        self._updates.append(self._every_update[self._update_id])
         self._notify()
         return self._update_id
 

@@ -15,12 +15,12 @@ from prompt_toolkit.output import DummyOutput
 from chatbot.channels.repl import run_interactive, run_piped
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
-from chatbot.storage.store import MemoryStore
+from tests.database import ScratchDatabase
 
 
 @pytest.fixture
 def manager() -> DialogueManager:
-    return DialogueManager(EchoGenerator(), MemoryStore().transaction)
+    return DialogueManager(EchoGenerator(), ScratchDatabase().transaction)
 
 
 def test_piped_mode_answers_each_line_once(manager: DialogueManager) -> None:

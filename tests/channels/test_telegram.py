@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
 import pytest
+from sqlalchemy import select
 
 from chatbot.channels.telegram import (
     ERROR_REPLY,
@@ -22,11 +23,13 @@ from chatbot.channels.telegram import (
     split_message,
 )
 from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT
-from chatbot.dialogue.generator import EchoGenerator, Generator
+from chatbot.dialogue.generator import EchoGenerator, Generated, Generator
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
+from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import ChatbotError
-from chatbot.storage.store import MemoryStore
+from chatbot.storage import models
+from tests.database import ScratchDatabase
 
 from .fake_bot_api import FakeBotApi, FakeBotApiThread, SentMessage, utf16_units
 
@@ -34,23 +37,21 @@ TOKEN = "123456789:FAKE-s3cret-TOKEN-for-tests"
 CHAT, OTHER_CHAT = 101, 202
 
 
-class LongGenerator:
+class LongGenerator(EchoGenerator):
     """Answers with 5000 characters of words, more than one Telegram message holds."""
 
-    history_turns = 1
-
-    def reply(self, history: Sequence[Turn]) -> str:
-        return "word " * 1000
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        return Generated("word " * 1000, 1.0, "long", {})
 
 
 class FailingOnceGenerator(EchoGenerator):
     """Fails on its first reply (as a broken model would), then echoes."""
 
-    def reply(self, history: Sequence[Turn]) -> str:
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         if not self.calls:
             self.calls.append(tuple(history))
             raise RuntimeError("model exploded")
-        return super().reply(history)
+        return super().reply(history, settings)
 
 
 class LoopSpyGenerator(EchoGenerator):
@@ -60,13 +61,13 @@ class LoopSpyGenerator(EchoGenerator):
         super().__init__()
         self.on_event_loop: list[bool] = []
 
-    def reply(self, history: Sequence[Turn]) -> str:
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         try:
             asyncio.get_running_loop()
             self.on_event_loop.append(True)
         except RuntimeError:
             self.on_event_loop.append(False)
-        return super().reply(history)
+        return super().reply(history, settings)
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ async def api() -> AsyncIterator[FakeBotApi]:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+def store() -> ScratchDatabase:
+    return ScratchDatabase()
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def echo() -> EchoGenerator:
     return EchoGenerator()
 
 
-def manager_for(generator: Generator, store: MemoryStore) -> DialogueManager:
+def manager_for(generator: Generator, store: ScratchDatabase) -> DialogueManager:
     return DialogueManager(generator, store.transaction)
 
 
@@ -112,7 +113,9 @@ async def serve(api: FakeBotApi, manager: DialogueManager, expect: int) -> list[
     return api.sent
 
 
-async def test_text_message_gets_the_generated_reply(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_text_message_gets_the_generated_reply(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
     api.add_text(CHAT, "hello there")
     assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: hello there")]
     typing = [call for call in api.calls if call.method == "sendChatAction"]
@@ -121,14 +124,16 @@ async def test_text_message_gets_the_generated_reply(api: FakeBotApi, echo: Echo
     assert {"getMe", "deleteWebhook", "getUpdates"} <= set(api.methods())
 
 
-async def test_the_model_runs_off_the_event_loop(api: FakeBotApi, store: MemoryStore) -> None:
+async def test_the_model_runs_off_the_event_loop(api: FakeBotApi, store: ScratchDatabase) -> None:
     spy = LoopSpyGenerator()
     api.add_text(CHAT, "hello")
     await serve(api, manager_for(spy, store), 1)
     assert spy.on_event_loop == [False]
 
 
-async def test_commands_are_answered_by_the_manager(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_commands_are_answered_by_the_manager(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
     for command in ("start", "help", "reset", "frobnicate"):
         api.add_command(CHAT, command)
     sent = await serve(api, manager_for(echo, store), 4)
@@ -137,7 +142,7 @@ async def test_commands_are_answered_by_the_manager(api: FakeBotApi, echo: EchoG
     assert echo.calls == []
 
 
-async def test_reset_starts_a_new_history(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_reset_starts_a_new_history(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "hi")
     api.add_command(CHAT, "reset")
     api.add_text(CHAT, "again")
@@ -148,7 +153,9 @@ async def test_reset_starts_a_new_history(api: FakeBotApi, echo: EchoGenerator, 
         assert [len(conversation.turns) for conversation in transaction.conversations()] == [2, 2]
 
 
-async def test_non_text_messages_get_an_explanation(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_non_text_messages_get_an_explanation(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
     api.add_sticker(CHAT)
     api.add_photo(CHAT, caption="look at this")
     sent = await serve(api, manager_for(echo, store), 2)
@@ -156,20 +163,22 @@ async def test_non_text_messages_get_an_explanation(api: FakeBotApi, echo: EchoG
     assert echo.calls == []
 
 
-async def test_edited_messages_are_never_answered(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_edited_messages_are_never_answered(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
     api.add_edited_text(CHAT, "edited text")
     api.add_edited_text(CHAT, "/help")
     api.add_text(CHAT, "later")  # updates are handled in order, so its answer comes after any to the edits
     assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: later")]
 
 
-async def test_commands_for_another_bot_are_ignored(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_commands_for_another_bot_are_ignored(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
     api.add_text(CHAT, "/reset@other_bot")
     api.add_text(CHAT, "/help@test_bot")
     assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, HELP_TEXT)]
 
 
-async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "a1")
     api.add_text(OTHER_CHAT, "b1")
     api.add_text(CHAT, "a2")
@@ -186,7 +195,24 @@ async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerato
     assert [turn.text for turn in by_chat[str(OTHER_CHAT)]] == ["b1", "echo: b1"]
 
 
-async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: MemoryStore) -> None:
+async def test_a_message_telegram_delivers_again_after_a_restart_is_not_answered_twice(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
+    first = api.add_text(CHAT, "hello")
+    await serve(api, manager_for(echo, store), 1)
+    api.redeliver(first)  # the bot stopped before confirming it, so Telegram sends it again
+    api.add_text(CHAT, "next")
+    sent = await serve(api, manager_for(echo, store), 2)  # a new Application and manager: a restart
+    assert [message.text for message in sent] == ["echo: hello", "echo: next"]
+    assert len(echo.calls) == 2
+    with store.transaction() as transaction:
+        (conversation,) = transaction.conversations()
+        names = transaction.session.scalars(select(models.User.display_name)).all()
+    assert [turn.text for turn in conversation.turns] == ["hello", "echo: hello", "next", "echo: next"]
+    assert names == ["Tester"]  # the chat's name, as Telegram gave it
+
+
+async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "tell me everything")
     sent = await serve(api, manager_for(LongGenerator(), store), 2)
     assert len(sent) == 2
@@ -195,7 +221,7 @@ async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, st
 
 
 async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
-    api: FakeBotApi, store: MemoryStore, caplog: pytest.LogCaptureFixture
+    api: FakeBotApi, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.add_text(CHAT, "first")
     api.add_text(CHAT, "second")
@@ -205,17 +231,29 @@ async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
     assert failures and failures[0].levelno == logging.ERROR and failures[0].exc_info is not None
 
 
-async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGenerator, store: MemoryStore) -> None:
+async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
     app = build_application(TOKEN, api.url + "/", manager_for(echo, store))
     assert app.post_init is not None
     async with app:  # run_polling calls post_init after initialize; here it is done by hand
         await app.post_init(app)
     call = await api.wait_for_call("setMyCommands", timeout=1)
-    assert [command["command"] for command in call.params["commands"]] == ["start", "help", "reset", "export", "forget"]
+    assert [command["command"] for command in call.params["commands"]] == [
+        "start",
+        "help",
+        "reset",
+        "mode",
+        "beam",
+        "temperature",
+        "topp",
+        "settings",
+        "why",
+        "export",
+        "forget",
+    ]
 
 
 async def test_the_token_never_reaches_the_logs(
-    api: FakeBotApi, echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api.add_text(CHAT, "hello")
@@ -228,7 +266,7 @@ async def test_the_token_never_reaches_the_logs(
 
 
 async def test_the_token_is_redacted_even_when_httpx_logs_urls(
-    api: FakeBotApi, echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = build_application(TOKEN, api.url, manager_for(echo, store))
     caplog.set_level(logging.DEBUG, logger="httpx")  # as a user debugging the HTTP layer might
@@ -240,7 +278,7 @@ async def test_the_token_is_redacted_even_when_httpx_logs_urls(
 
 
 def test_building_quiets_the_http_loggers(
-    echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+    echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore"):
@@ -251,7 +289,7 @@ def test_building_quiets_the_http_loggers(
 
 
 def test_the_token_is_redacted_from_tracebacks(
-    echo: EchoGenerator, store: MemoryStore, caplog: pytest.LogCaptureFixture
+    echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store))
     try:
@@ -277,7 +315,7 @@ def own_event_loop() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("own_event_loop")
-def test_run_telegram_serves_until_interrupted(echo: EchoGenerator, store: MemoryStore) -> None:
+def test_run_telegram_serves_until_interrupted(echo: EchoGenerator, store: ScratchDatabase) -> None:
     server = FakeBotApiThread(FakeBotApi(TOKEN))
     with server.running() as api:
         server.do(lambda: api.add_edited_text(CHAT, "edited"))
@@ -305,7 +343,7 @@ def interrupt_after_reply(server: FakeBotApiThread, returned: threading.Event) -
 
 
 @pytest.mark.usefixtures("own_event_loop")
-def test_run_telegram_reports_a_rejected_token(echo: EchoGenerator, store: MemoryStore) -> None:
+def test_run_telegram_reports_a_rejected_token(echo: EchoGenerator, store: ScratchDatabase) -> None:
     server = FakeBotApiThread(FakeBotApi(TOKEN))
     with server.running() as api, pytest.raises(ChatbotError) as raised:
         run_telegram("999:wrong-secret", api.url, manager_for(echo, store))

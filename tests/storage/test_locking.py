@@ -16,21 +16,21 @@ from chatbot.storage.store import sql_transaction
 WORKER = """
 import sys, time
 from pathlib import Path
+from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.storage.engine import open_database
 from chatbot.storage.locking import conversation_lock
 from chatbot.storage.store import sql_transaction
 
-class SlowEcho:
-    history_turns = 1
-    def reply(self, history):
+class SlowEcho(EchoGenerator):
+    def reply(self, history, settings):
         time.sleep(0.03)  # wide enough for the other worker to slip in, were there no lock
-        return "echo: " + history[-1].text
+        return super().reply(history, settings)
 
 url, name, locked, rendezvous = sys.argv[1], sys.argv[2], sys.argv[3] == "locked", Path(sys.argv[4])
 sessions = open_database(url)
 lock = conversation_lock(sessions.kw["bind"]) if locked else None
-manager = DialogueManager(SlowEcho(), sql_transaction(sessions), shared_lock=lock)
+manager = DialogueManager(SlowEcho(history_turns=1), sql_transaction(sessions), shared_lock=lock)
 (rendezvous / f"{name}.ready").touch()
 deadline = time.monotonic() + 60
 while not (rendezvous / "go").exists() and time.monotonic() < deadline:  # start together, so the two overlap

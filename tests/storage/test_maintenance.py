@@ -1,5 +1,6 @@
-"""`chatbot db stats` and `chatbot db prune` on SQLite and a real Postgres: counts, the time span, and retention
-that deletes whole stale conversations (messages included) and nothing else."""
+"""`chatbot db stats`, `chatbot db prune` and `chatbot db block` on SQLite and a real Postgres: counts, the time
+span, and retention that deletes whole stale conversations (messages included), then users left with none, and
+nothing else."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def fill(url: str) -> dict[str, int]:
     sessions = open_database(url)
     transaction = sql_transaction(sessions)
     with transaction() as store:
-        old = store.current_conversation("telegram", "1")
-        recent = store.current_conversation("terminal", "ann")
-        empty = store.current_conversation("telegram", "2")
+        old = store.current_conversation(store.user("telegram", "1").id)
+        recent = store.current_conversation(store.user("terminal", "ann").id)
+        empty = store.current_conversation(store.user("telegram", "2").id)
         for conversation in (old, recent):
             store.add_turn(conversation, Turn(Role.USER, "hi"))
             store.add_turn(conversation, Turn(Role.BOT, "hello"))
@@ -35,9 +36,15 @@ def fill(url: str) -> dict[str, int]:
     with sessions.begin() as session:
         long_ago, a_while_ago = now - timedelta(days=60), now - timedelta(days=40)
         message, conversation = models.Message, models.Conversation
+        session.execute(update(models.User).values(created_at=long_ago))
         session.execute(update(message).where(message.conversation_id == old).values(created_at=long_ago))
         session.execute(update(conversation).where(conversation.id.in_([old, recent])).values(started_at=long_ago))
-        session.execute(update(conversation).where(conversation.id == empty).values(started_at=a_while_ago))
+        session.execute(update(conversation).where(conversation.id == old).values(last_activity_at=long_ago))
+        session.execute(
+            update(conversation)
+            .where(conversation.id == empty)
+            .values(started_at=a_while_ago, last_activity_at=a_while_ago)
+        )
     sessions.kw["bind"].dispose()
     return {"old": old, "recent": recent, "empty": empty}
 
@@ -62,7 +69,7 @@ def test_stats_then_prune(database_url: str) -> None:
     assert stats["first_message_at"] < stats["last_message_at"]
 
     dry = run("db", "prune", "--db", database_url, "--older-than", "30d", "--dry-run")
-    assert (dry["conversations"], dry["messages"]) == (2, 2)
+    assert (dry["conversations"], dry["messages"], dry["users"]) == (2, 2, 2)
     assert run("db", "stats", "--db", database_url)["conversations"] == 3  # a dry run deletes nothing
 
     assert run("db", "prune", "--db", database_url, "--older-than", "50d") == {
@@ -70,10 +77,23 @@ def test_stats_then_prune(database_url: str) -> None:
         "older_than": "50d",
         "conversations": 1,
         "messages": 2,
+        "users": 1,  # telegram:1 has nothing left
     }
     assert run("db", "prune", "--db", database_url, "--older-than", "4w")["conversations"] == 1  # the empty one
     after = run("db", "stats", "--db", database_url)
     assert (after["conversations"], after["messages"], after["conversations_per_channel"]) == (1, 2, {"terminal": 1})
+    assert after["users"] == 1
+
+
+def test_block_and_unblock_from_the_command_line(database_url: str) -> None:
+    runner = CliRunner()
+    blocked = runner.invoke(cli, ["db", "block", "telegram:77", "--db", database_url])
+    assert (blocked.exit_code, blocked.stdout) == (0, "telegram:77 is blocked\n")
+    assert run("db", "stats", "--db", database_url)["blocked_users"] == 1
+    assert runner.invoke(cli, ["db", "block", "--undo", "telegram:77", "--db", database_url]).exit_code == 0
+    assert run("db", "stats", "--db", database_url)["blocked_users"] == 0
+    bad = runner.invoke(cli, ["db", "block", "telegram", "--db", database_url])
+    assert bad.exit_code == 2 and "write CHANNEL:ID" in bad.stderr
 
 
 def test_durations() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from chatbot.storage.engine import create_database_engine, open_database
 from chatbot.storage.models import Base
-from chatbot.storage.schema import alembic_config, downgrade, migrations_directory, upgrade_to_head
+from chatbot.storage.schema import alembic_config, downgrade, migrations_directory, upgrade, upgrade_to_head
 
 
 def head_revision() -> str:
@@ -30,7 +30,8 @@ def test_empty_database_upgrades_to_head_without_drift(database_url: str) -> Non
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert context.get_current_revision() == head_revision()
         assert compare_metadata(context, Base.metadata) == []
-    assert {"conversations", "messages", "alembic_version"} <= set(inspect(engine).get_table_names())
+    tables = {"users", "conversations", "messages", "reply_provenance", "alembic_version"}
+    assert tables <= set(inspect(engine).get_table_names())
     engine.dispose()
 
 
@@ -44,10 +45,61 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     engine.dispose()
 
 
+OLD_CONVERSATIONS = [  # id, channel, external id, started
+    (1, "telegram", "7", "2026-01-01 10:00:00+00:00"),
+    (2, "terminal", "ann", "2026-01-02 10:00:00+00:00"),
+    (3, "telegram", "7", "2026-01-03 10:00:00+00:00"),
+]
+OLD_MESSAGES = [  # id, conversation, role, text, created
+    (1, 1, "user", "hi", "2026-01-01 10:00:01+00:00"),
+    (2, 1, "bot", "hello", "2026-01-01 10:00:02+00:00"),
+    (3, 2, "user", "hey", "2026-01-02 10:00:01+00:00"),
+]
+
+
+def test_data_of_revision_0001_moves_to_head_and_back(database_url: str) -> None:
+    """Conversations stored before users existed get a user per channel and id, their last activity, and bot
+    replies their reply-to; downgrading gives the 0001 rows back unchanged."""
+    engine = create_database_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        for row in OLD_CONVERSATIONS:
+            connection.execute(
+                text("INSERT INTO conversations (id, channel, external_id, started_at) VALUES (:i, :c, :e, :s)"),
+                dict(zip("ices", row, strict=True)),
+            )
+        for row in OLD_MESSAGES:
+            connection.execute(
+                text("INSERT INTO messages (id, conversation_id, role, text, created_at) VALUES (:i, :c, :r, :t, :d)"),
+                dict(zip("icrtd", row, strict=True)),
+            )
+    before = _rows(engine, "SELECT id, channel, external_id FROM conversations ORDER BY id")
+    upgrade_to_head(engine)
+    users = _rows(engine, "SELECT id, channel, external_id, blocked, display_name FROM users ORDER BY id")
+    assert users == [(1, "telegram", "7", False, None), (2, "terminal", "ann", False, None)]
+    assert _rows(engine, "SELECT id, user_id FROM conversations ORDER BY id") == [(1, 1), (2, 2), (3, 1)]
+    activity = _rows(engine, "SELECT last_activity_at FROM conversations ORDER BY id")
+    assert [str(moment)[:19] for (moment,) in activity] == [
+        "2026-01-01 10:00:02",  # the newest message
+        "2026-01-02 10:00:01",
+        "2026-01-03 10:00:00",  # no messages: the start
+    ]
+    assert _rows(engine, "SELECT id, reply_to_id FROM messages ORDER BY id") == [(1, None), (2, 1), (3, None)]
+    downgrade(engine, "0001")
+    assert _rows(engine, "SELECT id, channel, external_id FROM conversations ORDER BY id") == before
+    assert len(_rows(engine, "SELECT id FROM messages")) == 3  # no cascade took the messages with the tables
+    engine.dispose()
+
+
+def _rows(engine: Engine, query: str) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
 def test_migrations_ship_inside_the_package() -> None:
     directory = migrations_directory()
     assert (directory / "env.py").is_file()
-    assert any(directory.glob("versions/0001_*.py"))
+    assert any(directory.glob("versions/0001_*.py")) and any(directory.glob("versions/0002_*.py"))
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_private_file(tmp_path: Path) -> None:

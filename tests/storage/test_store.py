@@ -1,4 +1,4 @@
-"""SqlConversationStore on SQLite and a real Postgres, checked against the same expectations as MemoryStore."""
+"""ConversationStore on SQLite and a real Postgres: users, conversations, turns, delivery and provenance."""
 
 from __future__ import annotations
 
@@ -7,58 +7,101 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.types import Role, Turn
+from chatbot.storage import models
 from chatbot.storage.engine import open_database
-from chatbot.storage.store import MemoryStore, Selection, Transaction, sql_transaction
+from chatbot.storage.store import Provenance, Selection, Transaction, sql_transaction
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def transaction(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transaction]:
-    if request.param == "memory":
-        yield MemoryStore().transaction
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    sessions = open_database(url)
+@pytest.fixture
+def transaction(database_url: str) -> Iterator[Transaction]:
+    sessions = open_database(database_url)
     yield sql_transaction(sessions)
     sessions.kw["bind"].dispose()
 
 
+def test_users_are_made_once_and_keep_name_settings_and_block(transaction: Transaction) -> None:
+    with transaction() as store:
+        ann = store.user("telegram", "42", "Ann")
+        assert (ann.blocked, ann.settings) == (False, {})
+        assert store.user("telegram", "42").id == ann.id  # no name given: the stored one stays
+        assert store.user("terminal", "42").id != ann.id  # channels never share a user
+        store.save_settings(ann.id, {"mode": "beam", "beam_size": 4})
+        store.set_blocked("telegram", "99", blocked=True)  # blocked before ever writing
+    with transaction() as store:
+        assert store.user("telegram", "42", "Ann B.").settings == {"mode": "beam", "beam_size": 4}
+        assert store.user("telegram", "99").blocked
+        user = models.User
+        names = dict(
+            store.session.execute(select(user.external_id, user.display_name).where(user.channel == "telegram")).all()
+        )
+    assert names == {"42": "Ann B.", "99": None}
+
+
 def test_conversation_lifecycle(transaction: Transaction) -> None:
     with transaction() as store:
-        first = store.current_conversation("telegram", "42")
-        assert store.current_conversation("telegram", "42") == first
-        assert store.current_conversation("terminal", "42") != first  # channels never share a conversation
-        for index in range(5):
+        user = store.user("telegram", "42").id
+        first = store.current_conversation(user)
+        assert store.current_conversation(user) == first
+        turn_ids = [
             store.add_turn(first, Turn(Role.USER if index % 2 == 0 else Role.BOT, f"turn {index}"))
+            for index in range(5)
+        ]
     with transaction() as store:
         assert [t.text for t in store.recent_turns(first, 3)] == ["turn 2", "turn 3", "turn 4"]
         assert store.recent_turns(first, 3)[0].role is Role.USER
+        assert [t.text for t in store.recent_turns(first, 2, through=turn_ids[2])] == ["turn 1", "turn 2"]
         store.end_conversation(first)
     with transaction() as store:
-        second = store.current_conversation("telegram", "42")
+        second = store.current_conversation(user)
         assert second != first
         assert store.recent_turns(second, 10) == []
         exported = list(store.conversations())
     assert [(c.channel, c.external_id, len(c.turns)) for c in exported] == [
         ("telegram", "42", 5),
-        ("terminal", "42", 0),
         ("telegram", "42", 0),
     ]
 
 
 def test_a_failed_transaction_writes_nothing(transaction: Transaction) -> None:
     with pytest.raises(RuntimeError), transaction() as store:
-        conversation = store.current_conversation("terminal", "x")
+        conversation = store.current_conversation(store.user("terminal", "x").id)
         store.add_turn(conversation, Turn(Role.USER, "lost"))
         raise RuntimeError("boom")
     with transaction() as store:
-        assert all(not c.turns for c in store.conversations())
+        assert list(store.conversations()) == []
+        assert store.session.scalar(select(func.count()).select_from(models.User)) == 0
+
+
+def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transaction: Transaction) -> None:
+    provenance = Provenance("tiny@0123456789ab", {"strategy": "beam", "beam_size": 5}, 0.25, 12.5)
+    with transaction() as store:
+        user = store.user("telegram", "5").id
+        conversation = store.current_conversation(user)
+        asked = store.add_turn(conversation, Turn(Role.USER, "hi"), channel_message_id="100")
+        assert store.earlier(user, "100") == _earlier(conversation, asked, None, None, False)
+        assert store.earlier(user, "101") is None
+        assert store.earlier(store.user("telegram", "6").id, "100") is None  # another chat's message 100
+        answered = store.add_turn(conversation, Turn(Role.BOT, "hello"), reply_to=asked, provenance=provenance)
+        assert store.earlier(user, "100") == _earlier(conversation, asked, answered, "hello", False)
+        store.mark_delivered(answered, "101")
+        assert store.earlier(user, "100") == _earlier(conversation, asked, answered, "hello", True)
+        assert store.earlier(user, "101") is None  # the bot's own message id is not an incoming message
+        assert store.last_provenance(conversation) == ("hello", provenance)
+        store.end_conversation(conversation)
+    with transaction() as store:  # a new session: the message is still recognised
+        assert store.earlier(user, "100") == _earlier(conversation, asked, answered, "hello", True)
+        assert store.last_provenance(store.current_conversation(user)) is None
+
+
+def _earlier(conversation: int, asked: int, reply: int | None, text: str | None, delivered: bool) -> object:
+    from chatbot.storage.store import EarlierMessage
+
+    return EarlierMessage(conversation, asked, reply, text, delivered)
 
 
 def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
@@ -68,24 +111,32 @@ def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
     manager.respond("terminal", "ann", "how are you?")
     with sql_transaction(sessions)() as store:
         (conversation,) = store.conversations()
+        replies = store.session.execute(
+            select(models.Message.text, models.Message.reply_to_id, models.ReplyProvenance.model)
+            .join(models.ReplyProvenance)
+            .order_by(models.Message.id)
+        ).all()
     assert [(t.role, t.text) for t in conversation.turns] == [
         (Role.USER, "hello"),
         (Role.BOT, "echo: hello"),
         (Role.USER, "how are you?"),
         (Role.BOT, "echo: how are you?"),
     ]
+    assert [tuple(row) for row in replies] == [("echo: hello", 1, "echo"), ("echo: how are you?", 3, "echo")]
     sessions.kw["bind"].dispose()
 
 
 def test_last_activity_forget_and_one_users_conversations(transaction: Transaction) -> None:
     with transaction() as store:
-        mine = store.current_conversation("telegram", "7")
+        me = store.user("telegram", "7").id
+        mine = store.current_conversation(me)
         started = store.last_activity(mine)
-        store.add_turn(mine, Turn(Role.USER, "hi"))
+        asked = store.add_turn(mine, Turn(Role.USER, "hi"))
+        store.add_turn(mine, Turn(Role.BOT, "hey"), reply_to=asked, provenance=Provenance("m", {}, None, 1.0))
         store.end_conversation(mine)
-        again = store.current_conversation("telegram", "7")
+        again = store.current_conversation(me)
         store.add_turn(again, Turn(Role.USER, "me again"))
-        other = store.current_conversation("telegram", "8")
+        other = store.current_conversation(store.user("telegram", "8").id)
         store.add_turn(other, Turn(Role.USER, "not me"))
     with transaction() as store:
         assert store.last_activity(mine) >= started and store.last_activity(mine).tzinfo is not None
@@ -94,10 +145,13 @@ def test_last_activity_forget_and_one_users_conversations(transaction: Transacti
         future = datetime.now(timezone.utc) + timedelta(days=1)
         assert list(store.conversations(Selection(started_from=future))) == []
         assert len(list(store.conversations(Selection(started_before=future)))) == 3
-        assert store.forget("telegram", "7") == 2
+        assert store.forget("telegram", "7") == 3
     with transaction() as store:
         assert [c.external_id for c in store.conversations()] == ["8"]
         assert store.forget("telegram", "7") == 0
+        users = store.session.scalars(select(models.User.external_id)).all()
+        provenance = store.session.scalar(select(func.count()).select_from(models.ReplyProvenance))
+    assert (users, provenance) == (["8"], 0)
 
 
 def test_a_locked_sqlite_file_is_a_one_line_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,12 +172,12 @@ def test_a_locked_sqlite_file_is_a_one_line_storage_error(tmp_path: Path, monkey
             ),
             transaction() as store,
         ):
-            store.current_conversation("terminal", "ann")
+            store.user("terminal", "ann")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     with transaction() as store:  # the lock is gone: the same store works again
-        assert store.current_conversation("terminal", "ann") > 0
+        assert store.user("terminal", "ann").id > 0
 
 
 def test_a_thousand_interleaved_conversations_never_cross(database_url: str) -> None:
