@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVarTuple, Unpack
 
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Executable, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -107,16 +107,48 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-# The statements of add_turn, built once. Storing a turn is the hot path, and building an ORM statement (or
-# flushing an ORM object) per call costs more than SQLite takes to run it: measured with bench/storage.py, these
-# prebuilt Core statements store a turn in about half the time of session.add() and an ORM update.
-_ADD_MESSAGE = insert(models.Message).returning(models.Message.id)
+# The statements of the per-message path (user, conversation, dedupe check, turns), built once and run on the
+# session's connection. Building an ORM statement, or flushing an ORM object, per call costs more than SQLite
+# takes to run it: measured with bench/storage.py, prebuilt Core statements store a turn in about half the time.
+_user, _conversation, _message = models.User, models.Conversation, models.Message
+_asked, _answer = aliased(models.Message), aliased(models.Message)
+_FIND_USER = select(_user.id, _user.blocked, _user.settings, _user.display_name).where(
+    _user.channel == bindparam("channel"), _user.external_id == bindparam("external_id")
+)
+_RENAME_USER = update(_user).where(_user.id == bindparam("user_id")).values(display_name=bindparam("name"))
+_OPEN_CONVERSATION = (
+    select(_conversation.id)
+    .where(_conversation.user_id == bindparam("user_id"), _conversation.ended_at.is_(None))
+    .order_by(_conversation.id.desc())
+    .limit(1)
+)
+_START_CONVERSATION = insert(_conversation).returning(_conversation.id)
+_LAST_ACTIVITY = select(_conversation.last_activity_at).where(_conversation.id == bindparam("conversation_id"))
+_RECENT_TURNS = (
+    select(_message.role, _message.text)
+    .where(_message.conversation_id == bindparam("conversation_id"), _message.id <= bindparam("through"))
+    .order_by(_message.id.desc())  # newest first through the (conversation_id, id) index: cost independent of length
+    .limit(bindparam("limit"))
+)
+_EARLIER = (
+    select(_asked.conversation_id, _asked.id, _answer.id, _answer.text, _answer.channel_message_id)
+    .outerjoin(_answer, _answer.reply_to_id == _asked.id)
+    .where(
+        _asked.conversation_id.in_(select(_conversation.id).where(_conversation.user_id == bindparam("user_id"))),
+        _asked.channel_message_id == bindparam("channel_message_id"),
+        _asked.role == Role.USER.value,
+    )
+    .order_by(_asked.id.desc(), _answer.id.desc())
+    .limit(1)
+)
+_ADD_MESSAGE = insert(_message).returning(_message.id)
 _ADD_PROVENANCE = insert(models.ReplyProvenance)
 _TOUCH_CONVERSATION = (
-    update(models.Conversation)
-    .where(models.Conversation.id == bindparam("conversation_id"))
+    update(_conversation)
+    .where(_conversation.id == bindparam("conversation_id"))
     .values(last_activity_at=bindparam("now"))
 )
+LATEST = 2**31 - 1  # "through" for recent_turns without a bound: the largest id an INTEGER key holds
 
 
 class ConversationStore:
@@ -132,17 +164,22 @@ class ConversationStore:
     def user(self, channel: str, external_id: str, display_name: str | None = None) -> StoredUser:
         """The user of this channel and external id, created on first sight; ``display_name`` (when given) is
         kept up to date."""
-        mine = select(models.User).where(models.User.channel == channel, models.User.external_id == external_id)
-        user = self.session.scalar(mine)
-        if user is None:
+        key = {"channel": channel, "external_id": external_id}
+        row = self._run(_FIND_USER, key).first()
+        if row is None:
             # Insert-if-absent, so two processes seeing a new user at once both end up with the same row.
-            values: dict[str, Any] = {"channel": channel, "external_id": external_id, "display_name": display_name}
-            values |= {"blocked": False, "settings": {}, "created_at": self.clock()}
+            values: dict[str, Any] = {**key, "display_name": display_name, "blocked": False, "settings": {}}
+            values["created_at"] = self.clock()
             self.session.execute(_insert(self.session)(models.User).values(values).on_conflict_do_nothing())
-            user = self.session.scalars(mine).one()
-        elif display_name is not None and user.display_name != display_name:
-            user.display_name = display_name
-        return StoredUser(user.id, user.blocked, dict(user.settings))
+            row = self._run(_FIND_USER, key).one()
+        user_id, blocked, settings, stored_name = row
+        if display_name is not None and stored_name != display_name:
+            self._run(_RENAME_USER, {"user_id": user_id, "name": display_name})
+        return StoredUser(user_id, blocked, dict(settings))
+
+    def _run(self, statement: Executable, values: dict[str, Any]) -> CursorResult[Unpack[tuple[Any, ...]]]:
+        """Run a prebuilt Core statement on the session's connection, in the session's transaction."""
+        return self.session.connection().execute(statement, values)
 
     def save_settings(self, user_id: int, settings: dict[str, Any]) -> None:
         """Replace a user's settings object."""
@@ -158,21 +195,13 @@ class ConversationStore:
 
     def current_conversation(self, user_id: int) -> int:
         """The id of the user's open conversation, starting one if there is none."""
-        conversation = models.Conversation
-        query = (
-            select(conversation.id)
-            .where(conversation.user_id == user_id, conversation.ended_at.is_(None))
-            .order_by(conversation.id.desc())
-            .limit(1)
-        )
-        found = self.session.scalar(query)
+        found: int | None = self._run(_OPEN_CONVERSATION, {"user_id": user_id}).scalar()
         if found is not None:
             return found
         now = self.clock()
-        started = models.Conversation(user_id=user_id, started_at=now, last_activity_at=now)
-        self.session.add(started)
-        self.session.flush()
-        return started.id
+        values = {"user_id": user_id, "started_at": now, "last_activity_at": now, "ended_at": None}
+        started: int = self._run(_START_CONVERSATION, values).scalar_one()
+        return started
 
     def end_conversation(self, conversation_id: int) -> None:
         """Close a conversation so the next message starts a new one."""
@@ -184,9 +213,7 @@ class ConversationStore:
 
     def last_activity(self, conversation_id: int) -> datetime:
         """When the conversation's newest turn was stored (its start, while it has none)."""
-        moment = self.session.scalar(
-            select(models.Conversation.last_activity_at).where(models.Conversation.id == conversation_id)
-        )
+        moment = self._run(_LAST_ACTIVITY, {"conversation_id": conversation_id}).scalar()
         return _aware(moment) if moment is not None else self.clock()
 
     # Turns
@@ -202,8 +229,7 @@ class ConversationStore:
         """Append a turn to a conversation and return its id: a user's with the channel's id of their message, a
         bot's with the id of the turn it answers and its provenance."""
         now = self.clock()
-        connection = self.session.connection()  # Core, not ORM: see _ADD_MESSAGE
-        values: dict[str, Any] = {
+        values = {
             "conversation_id": conversation_id,
             "role": turn.role.value,
             "text": turn.text,
@@ -211,35 +237,21 @@ class ConversationStore:
             "channel_message_id": channel_message_id,
             "reply_to_id": reply_to,
         }
-        message_id: int = connection.execute(_ADD_MESSAGE, values).scalar_one()
+        message_id: int = self._run(_ADD_MESSAGE, values).scalar_one()
         if provenance is not None:
-            connection.execute(_ADD_PROVENANCE, {"message_id": message_id, **vars(provenance)})
-        connection.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
+            self._run(_ADD_PROVENANCE, {"message_id": message_id, **vars(provenance)})
+        self._run(_TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now})
         return message_id
 
     def recent_turns(self, conversation_id: int, limit: int, through: int | None = None) -> list[Turn]:
         """The last ``limit`` turns of a conversation (up to turn id ``through`` when given), oldest first."""
-        # Newest first through the (conversation_id, id) index, so the cost does not grow with the conversation.
-        query = select(models.Message.role, models.Message.text).where(
-            models.Message.conversation_id == conversation_id
-        )
-        if through is not None:
-            query = query.where(models.Message.id <= through)
-        rows = self.session.execute(query.order_by(models.Message.id.desc()).limit(limit)).all()
+        values = {"conversation_id": conversation_id, "through": LATEST if through is None else through, "limit": limit}
+        rows = self._run(_RECENT_TURNS, values).all()
         return [Turn(Role(role), text) for role, text in reversed(rows)]
 
     def earlier(self, user_id: int, channel_message_id: str) -> EarlierMessage | None:
         """The user's message stored before with this channel message id, with the reply to it, if any."""
-        asked, answer = aliased(models.Message), aliased(models.Message)
-        theirs = select(models.Conversation.id).where(models.Conversation.user_id == user_id)
-        row = self.session.execute(
-            select(asked.conversation_id, asked.id, answer.id, answer.text, answer.channel_message_id)
-            .outerjoin(answer, answer.reply_to_id == asked.id)
-            .where(asked.conversation_id.in_(theirs), asked.channel_message_id == channel_message_id)
-            .where(asked.role == Role.USER.value)
-            .order_by(asked.id.desc(), answer.id.desc())
-            .limit(1)
-        ).first()
+        row = self._run(_EARLIER, {"user_id": user_id, "channel_message_id": channel_message_id}).first()
         if row is None:
             return None
         conversation_id, turn_id, reply_id, reply_text, delivered_as = row
