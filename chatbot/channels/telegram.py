@@ -4,6 +4,7 @@ Control flow: ``run_telegram`` builds the Application (``build_application``) an
 new messages only. Each message goes to the first handler that matches it:
   - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
   - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
+    in a group, only text that mentions the bot or replies to it, and each member has their own history;
   - anything else (a sticker, a photo): a short note that only text is understood.
 Each message goes to the manager with its Telegram message id, and each reply sent is reported back to it, so a
 message Telegram delivers again after a restart is answered once (dialogue/manager.py).
@@ -18,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from telegram import BotCommand, Message, Update
-from telegram.constants import ChatAction, MessageLimit
+from telegram import BotCommand, Message, MessageEntity, Update
+from telegram.constants import ChatAction, ChatType, MessageLimit
 from telegram.error import Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -146,23 +148,24 @@ class _Handlers:
         await self._respond(message, message.text)
 
     async def on_text(self, update: Update, context: Context) -> None:
-        """Generate an answer off the event loop, showing "typing" meanwhile."""
+        """Generate an answer off the event loop, showing "typing" meanwhile. In a group, only messages that
+        mention the bot or reply to it are answered, without the mention."""
         message = update.message
         if message is None or message.text is None:
             return
+        text = message.text
+        if _in_group(message):
+            if not _addressed_to_us(message, context.bot.id, context.bot.username):
+                return
+            text = _without_mention(text, context.bot.username) or text
         async with _typing_action(context, message.chat_id):
-            await self._respond(message, message.text)
+            await self._respond(message, text)
 
     async def _respond(self, message: Message, text: str) -> None:
         """Ask the manager (in a worker thread) and send its reply, then report what was sent, so that the
         message, if Telegram delivers it again after a restart, is not answered twice."""
         reply = await asyncio.to_thread(
-            self.manager.respond,
-            CHANNEL,
-            str(message.chat_id),
-            text,
-            str(message.message_id),
-            message.chat.effective_name,
+            self.manager.respond, CHANNEL, conversation_key(message), text, str(message.message_id), _name(message)
         )
         if not reply.send:
             return
@@ -187,6 +190,39 @@ class _Handlers:
         if isinstance(update, Update) and update.message is not None and not isinstance(error, TelegramError):
             with contextlib.suppress(TelegramError):
                 await update.message.reply_text(ERROR_REPLY)
+
+
+def conversation_key(message: Message) -> str:
+    """Whose history a message belongs to: the chat's in a private chat, the sender's within the chat in a group
+    (so that members of a group do not talk over each other's context)."""
+    if _in_group(message) and message.from_user is not None:
+        return f"{message.chat_id}:{message.from_user.id}"
+    return str(message.chat_id)
+
+
+def _in_group(message: Message) -> bool:
+    return message.chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+def _name(message: Message) -> str | None:
+    """The display name stored with the user: the sender's in a group, the chat's otherwise."""
+    if _in_group(message) and message.from_user is not None:
+        return message.from_user.full_name
+    return message.chat.effective_name
+
+
+def _addressed_to_us(message: Message, bot_id: int, bot_username: str) -> bool:
+    """True when a group message replies to one of the bot's messages or mentions @bot_username."""
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == bot_id:
+        return True
+    mentions = message.parse_entities([MessageEntity.MENTION]).values()
+    return any(mention.lower() == f"@{bot_username.lower()}" for mention in mentions)
+
+
+def _without_mention(text: str, bot_username: str) -> str:
+    """``text`` with every @bot_username taken out and the spaces tidied."""
+    return " ".join(re.sub(rf"@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE).split())
 
 
 def _addressed_to_other_bot(command_text: str, bot_username: str) -> bool:

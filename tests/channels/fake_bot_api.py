@@ -27,6 +27,7 @@ BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Test Bot", "username": "t
 # Parameters that are free text: PTB sends them as they are, so decoding them as JSON would turn "42" into 42.
 TEXT_PARAMS = frozenset({"text", "caption", "action"})
 COMMAND = re.compile(r"^/\w+(@\w+)?")
+MENTION = re.compile(r"(?<![\w/])@\w+")
 MAX_TEXT_UNITS = 4096
 
 
@@ -103,6 +104,16 @@ class FakeBotApi:
     def add_command(self, chat_id: int, command: str, argument: str = "") -> int:
         """Queue ``/command argument`` with its bot_command entity."""
         return self.add_text(chat_id, f"/{command} {argument}".strip())
+
+    def add_group_text(self, chat_id: int, user_id: int, text: str, reply_to_bot: bool = False) -> int:
+        """Queue a text message from user ``user_id`` in group ``chat_id``, optionally as a reply to the bot."""
+        message = self._message(chat_id, **_text_fields(text))
+        message["chat"] = {"id": chat_id, "type": "group", "title": "Test group"}
+        message["from"] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if reply_to_bot:
+            earlier = {"message_id": 1, "date": int(time.time()), "chat": message["chat"], "text": "earlier"}
+            message["reply_to_message"] = {**earlier, "from": BOT_USER}
+        return self._add_update("message", message)
 
     def add_sticker(self, chat_id: int) -> int:
         """Queue a sticker message (no text)."""
@@ -269,11 +280,15 @@ class FakeBotApiThread:
 
 
 def _text_fields(text: str) -> dict[str, Any]:
+    """The text with its entities, as Telegram marks them: a leading /command and every @mention."""
+    entities = []
     command = COMMAND.match(text)
-    if command is None:
-        return {"text": text}
-    entity = {"type": "bot_command", "offset": 0, "length": utf16_units(command.group())}
-    return {"text": text, "entities": [entity]}
+    if command is not None:
+        entities.append({"type": "bot_command", "offset": 0, "length": utf16_units(command.group())})
+    for mention in MENTION.finditer(text):
+        offset = utf16_units(text[: mention.start()])
+        entities.append({"type": "mention", "offset": offset, "length": utf16_units(mention.group())})
+    return {"text": text, "entities": entities} if entities else {"text": text}
 
 
 def _decode(form: dict[str, Any]) -> dict[str, Any]:

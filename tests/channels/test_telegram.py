@@ -212,6 +212,36 @@ async def test_a_message_telegram_delivers_again_after_a_restart_is_not_answered
     assert names == ["Tester"]  # the chat's name, as Telegram gave it
 
 
+GROUP = -300
+
+
+async def test_in_a_group_only_mentions_replies_and_commands_are_answered_each_member_apart(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
+    api.add_group_text(GROUP, 1, "just chatting among ourselves")  # not for the bot
+    api.add_group_text(GROUP, 1, "@test_bot hello there")
+    api.add_group_text(GROUP, 2, "@someone_else look")  # mentions another account
+    api.add_group_text(GROUP, 2, "and what about me?", reply_to_bot=True)
+    api.add_group_text(GROUP, 1, "@TEST_BOT again")
+    api.add_group_text(GROUP, 2, "/export")
+    sent = await serve(api, manager_for(echo, store), 4)
+    assert [(message.chat_id, message.text) for message in sent] == [
+        (GROUP, "echo: hello there"),
+        (GROUP, "echo: and what about me?"),
+        (GROUP, "echo: again"),
+        (GROUP, "you: and what about me?\nbot: echo: and what about me?"),  # member 2's history only
+    ]
+    assert echo.calls[-1] == (
+        Turn(Role.USER, "hello there"),
+        Turn(Role.BOT, "echo: hello there"),
+        Turn(Role.USER, "again"),
+    )
+    with store.transaction() as transaction:
+        owners = sorted(conversation.external_id for conversation in transaction.conversations())
+        names = sorted(name for name in transaction.session.scalars(select(models.User.display_name)) if name)
+    assert owners == [f"{GROUP}:1", f"{GROUP}:2"] and names == ["User1", "User2"]
+
+
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "tell me everything")
     sent = await serve(api, manager_for(LongGenerator(), store), 2)
