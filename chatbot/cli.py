@@ -645,6 +645,23 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
     default=DEFAULT_API_URL,
     help="Bot API server root (a self-hosted telegram-bot-api works too).",
 )
+@click.option(
+    "--webhook-url",
+    envvar="CHATBOT_TELEGRAM_WEBHOOK_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Serve a webhook instead of long polling: the public https URL Telegram POSTs updates to.",
+)
+@click.option(
+    "--webhook-secret",
+    envvar="CHATBOT_TELEGRAM_WEBHOOK_SECRET",
+    show_envvar=True,
+    metavar="SECRET",
+    help="Secret Telegram sends with every update (A-Z, a-z, 0-9, _, -); a POST without it gets 403. "
+    "Default: a new random one at each start.",
+)
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook mode: address to listen on.")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535), help="Webhook mode: port.")
 @model_option()
 @db_option()
 @threads_option()
@@ -654,6 +671,10 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
 def telegram(
     token: str,
     api_url: str,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    listen: str,
+    port: int,
     model: Path | None,
     db: str | None,
     threads: int,
@@ -661,13 +682,20 @@ def telegram(
     session_timeout: str,
     **decode: Any,
 ) -> None:
-    """Run the bot on Telegram with long polling until Ctrl-C. Each chat has its own history in the database;
-    /help lists the commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget). A
-    message Telegram delivers again after a restart is not answered twice."""
-    from chatbot.channels.telegram import run_telegram
+    """Run the bot on Telegram until Ctrl-C: long polling, or with --webhook-url a webhook server on
+    --listen:--port (put it behind an https reverse proxy). Each chat has its own history in the database (in
+    groups, each member, and only messages that mention or reply to the bot are answered); /help lists the
+    commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget). A message Telegram
+    delivers again after a restart is not answered twice."""
+    from chatbot.channels.telegram import Webhook, new_webhook_secret, run_telegram
 
+    if webhook_secret is not None and webhook_url is None:
+        raise click.UsageError("--webhook-secret needs --webhook-url")
+    webhook = None
+    if webhook_url is not None:
+        webhook = Webhook(webhook_url, webhook_secret or new_webhook_secret(), listen, port)
     _set_threads(threads)
-    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout))
+    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout), webhook)
 
 
 @cli.group("db", cls=ChatbotGroup)

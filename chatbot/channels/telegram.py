@@ -1,7 +1,8 @@
-"""The Telegram channel: python-telegram-bot long polling in front of the DialogueManager.
+"""The Telegram channel: python-telegram-bot in front of the DialogueManager.
 
-Control flow: ``run_telegram`` builds the Application (``build_application``) and long-polls the Bot API for
-new messages only. Each message goes to the first handler that matches it:
+Control flow: ``run_telegram`` builds the Application (``build_application``) and either long-polls the Bot API
+for new messages only, or, in webhook mode, serves a webhook that refuses (403) any POST without the secret token.
+Each message goes to the first handler that matches it:
   - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
   - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
     in a group, only text that mentions the bot or replies to it, and each member has their own history;
@@ -20,8 +21,11 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType, MessageLimit
@@ -62,6 +66,7 @@ COMMANDS = (
 NON_TEXT_REPLY = "I only understand text messages. Please write to me in words."
 ERROR_REPLY = "Sorry, something went wrong on my side. Please try again."
 REDACTED = "[REDACTED-TOKEN]"
+SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as a webhook secret token
 # Telegram shows a chat action for about five seconds; refresh it before it fades while the model runs.
 TYPING_REFRESH_SECONDS = 4.0
 
@@ -71,12 +76,54 @@ TelegramApplication = Application[
 ]
 
 
-def run_telegram(token: str, api_url: str, manager: DialogueManager) -> None:
-    """Serve the bot by long polling until Ctrl-C or SIGTERM; configure logging before calling this."""
+@dataclass(frozen=True)
+class Webhook:
+    """Webhook mode: Telegram POSTs each update to ``url``, which a reverse proxy (or Telegram directly, on ports
+    443, 80, 88 or 8443) forwards to ``listen``:``port``. Every POST must carry ``secret`` in the
+    X-Telegram-Bot-Api-Secret-Token header, or it is refused with 403; it is registered with setWebhook."""
+
+    url: str
+    secret: str
+    listen: str = "127.0.0.1"
+    port: int = 8443
+
+    def __post_init__(self) -> None:
+        parsed = urlsplit(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ChatbotError(f"webhook URL {self.url!r} must be an absolute http(s) URL")
+        if not SECRET.fullmatch(self.secret):
+            raise ChatbotError("the webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for PTB's run_webhook and Updater.start_webhook."""
+        path = urlsplit(self.url).path.lstrip("/")
+        return {
+            "listen": self.listen,
+            "port": self.port,
+            "url_path": path,
+            "webhook_url": self.url,
+            "secret_token": self.secret,
+            "allowed_updates": ALLOWED_UPDATES,
+        }
+
+
+def new_webhook_secret() -> str:
+    """A random secret for a webhook run that was given none (setWebhook registers it at every start)."""
+    return secrets.token_urlsafe(32)
+
+
+def run_telegram(token: str, api_url: str, manager: DialogueManager, webhook: Webhook | None = None) -> None:
+    """Serve the bot until Ctrl-C or SIGTERM, by long polling or, given ``webhook``, as a webhook server;
+    configure logging before calling this."""
     application = build_application(token, api_url, manager)
-    logger.info("Telegram bot polling %s", api_url)
     try:
-        application.run_polling(allowed_updates=ALLOWED_UPDATES, close_loop=False)
+        if webhook is None:
+            logger.info("Telegram bot polling %s", api_url)
+            application.run_polling(allowed_updates=ALLOWED_UPDATES, close_loop=False)
+        else:
+            _protect_token(webhook.secret)  # PTB logs the setWebhook call, secret included, at DEBUG
+            logger.info("Telegram webhook on %s:%d for %s", webhook.listen, webhook.port, webhook.url)
+            application.run_webhook(**webhook.options(), close_loop=False)
     except InvalidToken:
         # PTB's message quotes the token: replace it, and drop it from the chain a traceback would show.
         raise ChatbotError(f"The Bot API at {api_url} rejected the bot token.") from None
@@ -332,8 +379,9 @@ class _TokenRedactor(logging.Filter):
 
 
 def _protect_token(token: str) -> None:
-    """Keep ``token`` out of the logs: quiet httpx/httpcore (they log request URLs, which contain it) and
-    redact it on every handler of the root logger, and on the httpx logger for handlers added later."""
+    """Keep ``token`` (or the webhook secret) out of the logs: quiet httpx/httpcore (they log request URLs, which
+    contain the token) and redact it on every handler of the root logger, and on the httpx logger for handlers
+    added later."""
     for name in ("httpx", "httpcore"):
         quiet = logging.getLogger(name)
         quiet.setLevel(max(logging.WARNING, quiet.level))

@@ -101,6 +101,11 @@ class FakeBotApi:
         """Queue a text message; like Telegram, mark a leading ``/command`` with a bot_command entity."""
         return self._add_update("message", self._message(chat_id, **_text_fields(text)))
 
+    def text_update(self, chat_id: int, text: str) -> dict[str, Any]:
+        """A new text-message update, not queued: for POSTing to a bot in webhook mode."""
+        self._update_id += 1
+        return {"update_id": self._update_id, "message": self._message(chat_id, **_text_fields(text))}
+
     def add_command(self, chat_id: int, command: str, argument: str = "") -> int:
         """Queue ``/command argument`` with its bot_command entity."""
         return self.add_text(chat_id, f"/{command} {argument}".strip())

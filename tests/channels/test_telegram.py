@@ -6,11 +6,14 @@ import asyncio
 import logging
 import os
 import random
+import re
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -18,7 +21,9 @@ from chatbot.channels.telegram import (
     ERROR_REPLY,
     NON_TEXT_REPLY,
     REDACTED,
+    Webhook,
     build_application,
+    new_webhook_secret,
     run_telegram,
     split_message,
 )
@@ -240,6 +245,59 @@ async def test_in_a_group_only_mentions_replies_and_commands_are_answered_each_m
         owners = sorted(conversation.external_id for conversation in transaction.conversations())
         names = sorted(name for name in transaction.session.scalars(select(models.User.display_name)) if name)
     assert owners == [f"{GROUP}:1", f"{GROUP}:2"] and names == ["User1", "User2"]
+
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_webhook_mode_answers_only_posts_that_carry_the_secret(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
+    port = free_port()
+    webhook = Webhook(f"http://127.0.0.1:{port}/telegram-hook", "the_s3cret-value", "127.0.0.1", port)
+    app = build_application(TOKEN, api.url, manager_for(echo, store))
+    assert app.updater is not None
+    async with app, aiohttp.ClientSession() as http:
+        await app.updater.start_webhook(**webhook.options())
+        await app.start()
+        try:
+            registered = await api.wait_for_call("setWebhook", timeout=5)
+            statuses = []
+            for headers in ({}, {SECRET_HEADER: "a-guess"}, {SECRET_HEADER: webhook.secret}):
+                update = api.text_update(CHAT, f"sent with {sorted(headers.values())}")
+                async with http.post(webhook.url, json=update, headers=headers) as response:
+                    statuses.append(response.status)
+            sent = await api.wait_for_messages(1)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+    assert (registered.params["url"], registered.params["secret_token"]) == (webhook.url, webhook.secret)
+    assert statuses == [403, 403, 200]
+    assert sent == [SentMessage(CHAT, "echo: sent with ['the_s3cret-value']")] and len(echo.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "problem"),
+    [
+        ("bot.example.com/hook", "ok", "must be an absolute http(s) URL"),
+        ("https://bot.example.com/hook", "no spaces allowed", "1-256 characters"),
+        ("https://bot.example.com/hook", "", "1-256 characters"),
+    ],
+)
+def test_a_bad_webhook_setting_is_a_clear_error(url: str, secret: str, problem: str) -> None:
+    with pytest.raises(ChatbotError, match=re.escape(problem)):
+        Webhook(url, secret)
+
+
+def test_a_generated_webhook_secret_is_one_telegram_accepts() -> None:
+    first, second = new_webhook_secret(), new_webhook_secret()
+    assert first != second and Webhook("https://bot.example.com/hook", first).secret == first
 
 
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:
