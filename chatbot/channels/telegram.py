@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType, MessageLimit
-from telegram.error import Forbidden, InvalidToken, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -69,6 +70,8 @@ REDACTED = "[REDACTED-TOKEN]"
 SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as a webhook secret token
 # Telegram shows a chat action for about five seconds; refresh it before it fades while the model runs.
 TYPING_REFRESH_SECONDS = 4.0
+SEND_RETRY_PAUSES = (0.5, 2.0)  # seconds before the second and third attempt at sending after a 5xx or timeout
+RATE_LIMIT_RETRIES = 3  # how often the rate limiter retries after a 429, each after the retry_after asked for
 
 Context = ContextTypes.DEFAULT_TYPE
 TelegramApplication = Application[
@@ -150,7 +153,7 @@ def build_application(token: str, api_url: str, manager: DialogueManager) -> Tel
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
-        .rate_limiter(AIORateLimiter(max_retries=1))
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .post_init(_register_commands)
         .build()
     )
@@ -211,12 +214,18 @@ class _Handlers:
     async def _respond(self, message: Message, text: str) -> None:
         """Ask the manager (in a worker thread) and send its reply, then report what was sent, so that the
         message, if Telegram delivers it again after a restart, is not answered twice."""
+        key = conversation_key(message)
         reply = await asyncio.to_thread(
-            self.manager.respond, CHANNEL, conversation_key(message), text, str(message.message_id), _name(message)
+            self.manager.respond, CHANNEL, key, text, str(message.message_id), _name(message)
         )
         if not reply.send:
             return
-        sent = await _send_reply(message, reply.text)
+        try:
+            sent = await _send_reply(message, reply.text)
+        except Forbidden as error:  # the user blocked the bot (or left the group): not our fault, not fatal
+            logger.warning("chat %s refuses the bot's messages (%s); the user is marked inactive", key, error)
+            await asyncio.to_thread(self.manager.unreachable, CHANNEL, key)
+            return
         await asyncio.to_thread(self.manager.delivered, reply, str(sent[-1].message_id))
 
     async def on_non_text(self, update: Update, context: Context) -> None:
@@ -308,7 +317,23 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
 
 async def _send_reply(message: Message, text: str) -> list[Message]:
     """Answer ``message`` with ``text``, in as many Telegram messages as its length needs; returns them."""
-    return [await message.reply_text(part) for part in split_message(text)]
+    return [await _retried(functools.partial(message.reply_text, part)) for part in split_message(text)]
+
+
+async def _retried(send: Callable[[], Awaitable[Message]]) -> Message:
+    """``send()``, tried again after a pause when the Bot API fails on its side (5xx) or times out; a refusal
+    (400, 403) is final, and 429 is handled by the rate limiter, which waits the retry_after Telegram asks for."""
+    for pause in (*SEND_RETRY_PAUSES, None):
+        try:
+            return await send()
+        except BadRequest:
+            raise
+        except NetworkError as error:  # TimedOut and server errors; BadRequest is a NetworkError too
+            if pause is None:
+                raise
+            logger.warning("sending failed (%s); trying again in %g s", error, pause)
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def split_message(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:

@@ -97,6 +97,12 @@ class DialogueManager:
             with self.transaction() as store:
                 store.mark_delivered(reply.turn_id, channel_message_id)
 
+    def unreachable(self, channel: str, external_id: str) -> None:
+        """Record that the channel can no longer deliver to this user (they blocked the bot); their next message
+        makes them reachable again."""
+        with self.transaction() as store:
+            store.set_active(channel, external_id, active=False)
+
     def _lock_for(self, channel: str, external_id: str) -> threading.Lock:
         """One of a fixed set of locks, always the same for one key: bounded memory however many users come."""
         return self._locks[zlib.crc32(f"{channel}\0{external_id}".encode()) % LOCK_STRIPES]

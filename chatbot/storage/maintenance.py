@@ -40,6 +40,7 @@ class DatabaseStats:
     open_conversations: int
     users: int
     blocked_users: int
+    inactive_users: int
     messages: int
     user_messages: int
     bot_messages: int
@@ -67,6 +68,7 @@ def database_stats(session: Session) -> DatabaseStats:
         open_conversations=session.scalar(select(func.count()).where(conversation.ended_at.is_(None))) or 0,
         users=session.scalar(select(func.count()).select_from(user)) or 0,
         blocked_users=session.scalar(select(func.count()).where(user.blocked.is_(True))) or 0,
+        inactive_users=session.scalar(select(func.count()).where(user.active.is_(False))) or 0,
         messages=sum(by_role.values()),
         user_messages=by_role.get("user", 0),
         bot_messages=by_role.get("bot", 0),

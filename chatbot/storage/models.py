@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import true
 
 # Named constraints make migrations portable: SQLite batch mode can only drop a constraint it can name.
 NAMING_CONVENTION = {
@@ -42,7 +43,11 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A user or group chat of one channel, with their per-user decoding settings (a JSON object)."""
+    """A user or group chat of one channel, with their per-user decoding settings (a JSON object).
+
+    ``blocked``: the operator blocked them (``chatbot db block``); they are neither answered nor stored.
+    ``active``: false once they blocked the bot (the channel refused to deliver to them), true when they write again.
+    """
 
     __tablename__ = "users"
 
@@ -51,6 +56,7 @@ class User(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(String(255))
     blocked: Mapped[bool]
+    active: Mapped[bool] = mapped_column(server_default=true())
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

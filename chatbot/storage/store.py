@@ -112,10 +112,9 @@ def _aware(moment: datetime) -> datetime:
 # takes to run it: measured with bench/storage.py, prebuilt Core statements store a turn in about half the time.
 _user, _conversation, _message = models.User, models.Conversation, models.Message
 _asked, _answer = aliased(models.Message), aliased(models.Message)
-_FIND_USER = select(_user.id, _user.blocked, _user.settings, _user.display_name).where(
+_FIND_USER = select(_user.id, _user.blocked, _user.settings, _user.display_name, _user.active).where(
     _user.channel == bindparam("channel"), _user.external_id == bindparam("external_id")
 )
-_RENAME_USER = update(_user).where(_user.id == bindparam("user_id")).values(display_name=bindparam("name"))
 _OPEN_CONVERSATION = (
     select(_conversation.id)
     .where(_conversation.user_id == bindparam("user_id"), _conversation.ended_at.is_(None))
@@ -163,7 +162,7 @@ class ConversationStore:
 
     def user(self, channel: str, external_id: str, display_name: str | None = None) -> StoredUser:
         """The user of this channel and external id, created on first sight; ``display_name`` (when given) is
-        kept up to date."""
+        kept up to date, and a user marked inactive is active again (they wrote, so they can be reached)."""
         key = {"channel": channel, "external_id": external_id}
         row = self._run(_FIND_USER, key).first()
         if row is None:
@@ -172,9 +171,12 @@ class ConversationStore:
             values["created_at"] = self.clock()
             self.session.execute(_insert(self.session)(models.User).values(values).on_conflict_do_nothing())
             row = self._run(_FIND_USER, key).one()
-        user_id, blocked, settings, stored_name = row
+        user_id, blocked, settings, stored_name, active = row
+        changes: dict[str, Any] = {} if active else {"active": True}
         if display_name is not None and stored_name != display_name:
-            self._run(_RENAME_USER, {"user_id": user_id, "name": display_name})
+            changes["display_name"] = display_name
+        if changes:
+            self.session.execute(update(_user).where(_user.id == user_id).values(changes))
         return StoredUser(user_id, blocked, dict(settings))
 
     def _run(self, statement: Executable, values: dict[str, Any]) -> CursorResult[Unpack[tuple[Any, ...]]]:
@@ -190,6 +192,12 @@ class ConversationStore:
         stored."""
         user_id = self.user(channel, external_id).id
         self.session.execute(update(models.User).where(models.User.id == user_id).values(blocked=blocked))
+
+    def set_active(self, channel: str, external_id: str, active: bool) -> None:
+        """Mark a user as reachable or not (the channel refused to deliver to them: they blocked the bot)."""
+        self.session.execute(
+            update(_user).where(_user.channel == channel, _user.external_id == external_id).values(active=active)
+        )
 
     # Conversations
 

@@ -47,6 +47,18 @@ class SentMessage:
     text: str
 
 
+@dataclass
+class Fault:
+    """An error the fake answers instead of ``method`` (for ``chat_id`` only, when set), ``times`` more times."""
+
+    method: str
+    status: int
+    description: str
+    retry_after: int | None = None
+    chat_id: int | None = None
+    times: int = 1
+
+
 def utf16_units(text: str) -> int:
     """The length Telegram measures: UTF-16 code units."""
     return len(text.encode("utf-16-le")) // 2
@@ -63,6 +75,7 @@ class FakeBotApi:
         self.url = ""
         self._updates: list[dict[str, Any]] = []
         self._every_update: dict[int, dict[str, Any]] = {}
+        self._faults: list[Fault] = []
         self._allowed_updates: set[str] | None = None
         self._update_id = 0
         self._message_id = 0
@@ -147,6 +160,10 @@ class FakeBotApi:
         message = self._message(chat_id, edit_date=int(time.time()), **_text_fields(text))
         return self._add_update("edited_message", message)
 
+    def inject(self, fault: Fault) -> None:
+        """Answer the next calls the fault matches with its error (a 429 with retry_after, a 502, a 403...)."""
+        self._faults.append(fault)
+
     def redeliver(self, update_id: int) -> None:
         """Queue an update again, unchanged, as Telegram does when a bot stopped before confirming it."""
         self._updates.append(self._every_update[update_id])
@@ -179,6 +196,9 @@ class FakeBotApi:
         params = _decode(dict(await request.post()))
         self.calls.append(ApiCall(method, params))
         self._notify()
+        fault = self._fault_for(method, params)
+        if fault is not None:
+            return _error(fault.status, fault.description, fault.retry_after)
         if method == "getMe":
             return _ok(BOT_USER)
         if method == "getUpdates":
@@ -210,6 +230,13 @@ class FakeBotApi:
         message = self._message(chat_id, text=text)
         message["from"] = BOT_USER
         return _ok(message)
+
+    def _fault_for(self, method: str, params: dict[str, Any]) -> Fault | None:
+        for fault in self._faults:
+            if fault.times > 0 and fault.method == method and fault.chat_id in (None, params.get("chat_id")):
+                fault.times -= 1
+                return fault
+        return None
 
     def _deliverable(self, update: dict[str, Any]) -> bool:
         kind = next(key for key in update if key != "update_id")
@@ -314,5 +341,8 @@ def _ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
-def _error(status: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)

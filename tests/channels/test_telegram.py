@@ -36,10 +36,10 @@ from chatbot.errors import ChatbotError
 from chatbot.storage import models
 from tests.database import ScratchDatabase
 
-from .fake_bot_api import FakeBotApi, FakeBotApiThread, SentMessage, utf16_units
+from .fake_bot_api import FakeBotApi, FakeBotApiThread, Fault, SentMessage, utf16_units
 
 TOKEN = "123456789:FAKE-s3cret-TOKEN-for-tests"
-CHAT, OTHER_CHAT = 101, 202
+CHAT, OTHER_CHAT, BLOCKING_CHAT = 101, 202, 303
 
 
 class LongGenerator(EchoGenerator):
@@ -298,6 +298,38 @@ def test_a_bad_webhook_setting_is_a_clear_error(url: str, secret: str, problem: 
 def test_a_generated_webhook_secret_is_one_telegram_accepts() -> None:
     first, second = new_webhook_secret(), new_webhook_secret()
     assert first != second and Webhook("https://bot.example.com/hook", first).secret == first
+
+
+async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 is waited out (retry_after), a 502 retried, and a chat that blocked the bot (403) is marked inactive
+    while the others get their answers."""
+    api.inject(Fault("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1, chat_id=CHAT))
+    api.inject(Fault("sendMessage", 502, "Bad Gateway", chat_id=OTHER_CHAT))
+    blocked = Fault("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=BLOCKING_CHAT, times=99)
+    api.inject(blocked)
+    api.add_text(BLOCKING_CHAT, "bye")
+    api.add_text(CHAT, "first")
+    api.add_text(OTHER_CHAT, "second")
+    sent = await serve(api, manager_for(echo, store), 2)
+    assert sorted((message.chat_id, message.text) for message in sent) == [
+        (CHAT, "echo: first"),
+        (OTHER_CHAT, "echo: second"),
+    ]
+    refused = [call for call in api.calls if call.method == "sendMessage" and call.params["chat_id"] == BLOCKING_CHAT]
+    assert len(refused) == 1  # a 403 is final: no retry
+    with store.transaction() as transaction:
+        active = dict(transaction.session.execute(select(models.User.external_id, models.User.active)).all())
+    assert active == {str(BLOCKING_CHAT): False, str(CHAT): True, str(OTHER_CHAT): True}
+    assert any("marked inactive" in record.getMessage() for record in caplog.records)
+    blocked.times = 0  # the user unblocks the bot and writes again, which makes them reachable
+    api.add_text(BLOCKING_CHAT, "i'm back")
+    await serve(api, manager_for(echo, store), 3)
+    with store.transaction() as transaction:
+        assert transaction.session.scalar(
+            select(models.User.active).where(models.User.external_id == str(BLOCKING_CHAT))
+        )
 
 
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:

@@ -32,8 +32,11 @@ def test_users_are_made_once_and_keep_name_settings_and_block(transaction: Trans
         assert store.user("terminal", "42").id != ann.id  # channels never share a user
         store.save_settings(ann.id, {"mode": "beam", "beam_size": 4})
         store.set_blocked("telegram", "99", blocked=True)  # blocked before ever writing
+        store.set_active("telegram", "42", active=False)  # Telegram refused to deliver to them
     with transaction() as store:
+        assert not store.session.scalar(select(models.User.active).where(models.User.id == ann.id))
         assert store.user("telegram", "42", "Ann B.").settings == {"mode": "beam", "beam_size": 4}
+        assert store.session.scalar(select(models.User.active).where(models.User.id == ann.id))  # wrote: reachable
         assert store.user("telegram", "99").blocked
         user = models.User
         names = dict(
