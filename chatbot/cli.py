@@ -662,6 +662,35 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
 )
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook mode: address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535), help="Webhook mode: port.")
+@click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    type=int,
+    metavar="USER_ID",
+    envvar="CHATBOT_TELEGRAM_ALLOW",
+    show_envvar=True,
+    help="Only these Telegram user ids may talk to the bot (repeat the flag; the variable takes a space-separated "
+    "list). Default: everyone. Others get a polite refusal.",
+)
+@click.option(
+    "--admin",
+    "admins",
+    multiple=True,
+    type=int,
+    metavar="USER_ID",
+    envvar="CHATBOT_TELEGRAM_ADMIN",
+    show_envvar=True,
+    help="Telegram user ids that may use /stats and /model (always allowed to talk).",
+)
+@click.option(
+    "--rate-limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Messages per minute one user may send; more get a polite request to slow down (0: no limit).",
+)
 @model_option()
 @db_option()
 @threads_option()
@@ -675,6 +704,9 @@ def telegram(
     webhook_secret: str | None,
     listen: str,
     port: int,
+    allowed: tuple[int, ...],
+    admins: tuple[int, ...],
+    rate_limit: int,
     model: Path | None,
     db: str | None,
     threads: int,
@@ -685,9 +717,10 @@ def telegram(
     """Run the bot on Telegram until Ctrl-C: long polling, or with --webhook-url a webhook server on
     --listen:--port (put it behind an https reverse proxy). Each chat has its own history in the database (in
     groups, each member, and only messages that mention or reply to the bot are answered); /help lists the
-    commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget). A message Telegram
-    delivers again after a restart is not answered twice."""
-    from chatbot.channels.telegram import Webhook, new_webhook_secret, run_telegram
+    commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget; /stats and /model for
+    --admin users). --allow limits who may talk to the bot, --rate-limit how fast. A message Telegram delivers
+    again after a restart is not answered twice."""
+    from chatbot.channels.telegram import Access, Webhook, new_webhook_secret, run_telegram
 
     if webhook_secret is not None and webhook_url is None:
         raise click.UsageError("--webhook-secret needs --webhook-url")
@@ -695,7 +728,8 @@ def telegram(
     if webhook_url is not None:
         webhook = Webhook(webhook_url, webhook_secret or new_webhook_secret(), listen, port)
     _set_threads(threads)
-    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout), webhook)
+    access = Access(frozenset(allowed), frozenset(admins), rate_limit)
+    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout), webhook, access)
 
 
 @cli.group("db", cls=ChatbotGroup)

@@ -40,7 +40,7 @@ class ResponseGenerator:
         self.context = from_dict(ContextConfig, config.get("context", {}))
         self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
         self._bundle: checkpoint.ModelBundle | None = None
-        self._model_id = ""
+        self._model_name = ""
         self._lock = threading.Lock()
 
     @property
@@ -53,10 +53,10 @@ class ResponseGenerator:
         return DecodeSettings(config.strategy, config.beam_size, config.temperature, config.top_p)
 
     @property
-    def model_id(self) -> str:
+    def model_name(self) -> str:
         """The model's directory name and the start of its weights' SHA-256 (``int8`` added when quantized)."""
         self.load()
-        return self._model_id
+        return self._model_name
 
     def load(self) -> checkpoint.ModelBundle:
         """Load the weights once; later calls return the cached bundle."""
@@ -65,7 +65,7 @@ class ResponseGenerator:
                 bundle = checkpoint.load(self.model_dir)
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
                 digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
-                self._model_id = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
+                self._model_name = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
 
     def decode_for(self, settings: DecodeSettings) -> DecodeConfig:
@@ -81,7 +81,7 @@ class ResponseGenerator:
         context = history_context(history, self.context.history_turns)
         text, confidence = self.generate_scored([context], config)[0]
         shown = text if confidence >= config.min_confidence else None
-        return Generated(shown, confidence, self.model_id, dataclasses.asdict(config))
+        return Generated(shown, confidence, self.model_name, dataclasses.asdict(config))
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""

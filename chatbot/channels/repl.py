@@ -25,7 +25,7 @@ def answer(manager: DialogueManager, user: str, line: str) -> str | None:
     command = parse_command(line)
     if command is not None and command.name in QUIT_COMMANDS:
         return None
-    reply = manager.respond(CHANNEL, user, line)
+    reply = manager.respond(CHANNEL, user, line, admin=True)  # whoever runs the terminal owns the database
     text = reply.text + (REPL_HELP if command is not None and command.name == "help" else "")
     return " ".join(text.splitlines())  # one line per reply, whatever the generator produced
 

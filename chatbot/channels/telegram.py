@@ -43,6 +43,7 @@ from telegram.ext import (
     filters,
 )
 
+from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
 from chatbot.errors import ChatbotError
 
@@ -66,6 +67,7 @@ COMMANDS = (
 )
 NON_TEXT_REPLY = "I only understand text messages. Please write to me in words."
 ERROR_REPLY = "Sorry, something went wrong on my side. Please try again."
+PRIVATE_REPLY = "Sorry, this is a private bot: it only talks to the people its owner allowed."
 REDACTED = "[REDACTED-TOKEN]"
 SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as a webhook secret token
 # Telegram shows a chat action for about five seconds; refresh it before it fades while the model runs.
@@ -110,15 +112,30 @@ class Webhook:
         }
 
 
+@dataclass(frozen=True)
+class Access:
+    """Who may talk to the bot: ``allowed`` Telegram user ids (empty: everyone), ``admins`` (always allowed; they
+    may use /stats and /model), and at most ``per_minute`` messages per user (0: no limit)."""
+
+    allowed: frozenset[int] = frozenset()
+    admins: frozenset[int] = frozenset()
+    per_minute: int = 20
+
+    def admits(self, user_id: int) -> bool:
+        return not self.allowed or user_id in self.allowed or user_id in self.admins
+
+
 def new_webhook_secret() -> str:
     """A random secret for a webhook run that was given none (setWebhook registers it at every start)."""
     return secrets.token_urlsafe(32)
 
 
-def run_telegram(token: str, api_url: str, manager: DialogueManager, webhook: Webhook | None = None) -> None:
-    """Serve the bot until Ctrl-C or SIGTERM, by long polling or, given ``webhook``, as a webhook server;
-    configure logging before calling this."""
-    application = build_application(token, api_url, manager)
+def run_telegram(
+    token: str, api_url: str, manager: DialogueManager, webhook: Webhook | None = None, access: Access = Access()
+) -> None:
+    """Serve the bot until Ctrl-C or SIGTERM, by long polling or, given ``webhook``, as a webhook server, to the
+    users ``access`` admits; configure logging before calling this."""
+    application = build_application(token, api_url, manager, access)
     try:
         if webhook is None:
             logger.info("Telegram bot polling %s", api_url)
@@ -144,8 +161,11 @@ def _close_loop(application: TelegramApplication) -> None:
     loop.close()
 
 
-def build_application(token: str, api_url: str, manager: DialogueManager) -> TelegramApplication:
-    """An Application, ready to start, on the Bot API rooted at ``api_url``, answering through ``manager``."""
+def build_application(
+    token: str, api_url: str, manager: DialogueManager, access: Access = Access()
+) -> TelegramApplication:
+    """An Application, ready to start, on the Bot API rooted at ``api_url``, answering through ``manager`` the
+    users ``access`` admits."""
     _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
     application = (
@@ -157,7 +177,7 @@ def build_application(token: str, api_url: str, manager: DialogueManager) -> Tel
         .post_init(_register_commands)
         .build()
     )
-    _add_handlers(application, _Handlers(manager))
+    _add_handlers(application, _Handlers(manager, access))
     return application
 
 
@@ -185,15 +205,28 @@ async def _register_commands(application: TelegramApplication) -> None:
 class _Handlers:
     """The bot's callbacks: each takes one Telegram message, asks the manager, and replies."""
 
-    def __init__(self, manager: DialogueManager) -> None:
+    def __init__(self, manager: DialogueManager, access: Access) -> None:
         self.manager = manager
+        self.access = access
+        self.rate = RateLimit(access.per_minute) if access.per_minute else None
+
+    async def _admitted(self, message: Message) -> bool:
+        """Whether to serve ``message``: its sender is allowed and within the rate limit. A refusal is explained
+        politely, once per burst when it is the rate limit."""
+        sender = message.from_user.id if message.from_user is not None else message.chat_id
+        verdict = self.rate.check(str(sender)) if self.rate is not None else True
+        if verdict and self.access.admits(sender):
+            return True
+        if verdict is not None:  # None: already told to slow down in this burst
+            await _send_reply(message, PRIVATE_REPLY if verdict else SLOW_DOWN_REPLY)
+        return False
 
     async def on_command(self, update: Update, context: Context) -> None:
         """Pass a command to the manager: it answers the ones it knows and calls others unknown."""
         message = update.message
         if message is None or message.text is None:
             return
-        if _addressed_to_other_bot(message.text, context.bot.username):
+        if _addressed_to_other_bot(message.text, context.bot.username) or not await self._admitted(message):
             return
         await self._respond(message, message.text)
 
@@ -208,6 +241,8 @@ class _Handlers:
             if not _addressed_to_us(message, context.bot.id, context.bot.username):
                 return
             text = _without_mention(text, context.bot.username) or text
+        if not await self._admitted(message):
+            return
         async with _typing_action(context, message.chat_id):
             await self._respond(message, text)
 
@@ -215,9 +250,9 @@ class _Handlers:
         """Ask the manager (in a worker thread) and send its reply, then report what was sent, so that the
         message, if Telegram delivers it again after a restart, is not answered twice."""
         key = conversation_key(message)
-        reply = await asyncio.to_thread(
-            self.manager.respond, CHANNEL, key, text, str(message.message_id), _name(message)
-        )
+        admin = message.from_user is not None and message.from_user.id in self.access.admins
+        message_id, name = str(message.message_id), _name(message)
+        reply = await asyncio.to_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
         if not reply.send:
             return
         try:
@@ -229,9 +264,12 @@ class _Handlers:
         await asyncio.to_thread(self.manager.delivered, reply, str(sent[-1].message_id))
 
     async def on_non_text(self, update: Update, context: Context) -> None:
-        """Explain that only text is understood."""
-        if update.message is not None:
-            await update.message.reply_text(NON_TEXT_REPLY)
+        """Explain that only text is understood (in a group, only to a reply to the bot)."""
+        message = update.message
+        if message is None or (_in_group(message) and not _replies_to(message, context.bot.id)):
+            return
+        if await self._admitted(message):
+            await message.reply_text(NON_TEXT_REPLY)
 
     async def on_error(self, update: object, context: Context) -> None:
         """Log a failed update (without the token) and, if the fault is ours, tell the user; never raise."""
@@ -269,11 +307,15 @@ def _name(message: Message) -> str | None:
 
 def _addressed_to_us(message: Message, bot_id: int, bot_username: str) -> bool:
     """True when a group message replies to one of the bot's messages or mentions @bot_username."""
-    replied = message.reply_to_message
-    if replied is not None and replied.from_user is not None and replied.from_user.id == bot_id:
+    if _replies_to(message, bot_id):
         return True
     mentions = message.parse_entities([MessageEntity.MENTION]).values()
     return any(mention.lower() == f"@{bot_username.lower()}" for mention in mentions)
+
+
+def _replies_to(message: Message, bot_id: int) -> bool:
+    replied = message.reply_to_message
+    return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
 
 
 def _without_mention(text: str, bot_username: str) -> str:

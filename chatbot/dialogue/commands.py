@@ -13,13 +13,16 @@ HELP_TEXT = (
     "/settings shows your decoding settings; /settings reset goes back to the model's defaults.\n"
     "/why shows how the last reply was made (model, decoding, score, time).\n"
     "/export shows this conversation as text.\n"
-    "/forget deletes everything stored about you."
+    "/forget deletes everything stored about you.\n"
+    "/stats and /model (admins) show what the database holds and which model answers."
 )
 START_TEXT = "Hello! I'm a chatbot trained on conversations. Say something, or /help for commands."
 RESET_TEXT = "Started a new conversation."
 FORGET_TEXT = "Deleted your {count} stored messages and your settings. The next message starts afresh."
 EMPTY_EXPORT_TEXT = "This conversation has no messages yet."
 SETTINGS_TEXT = "Decoding: {settings}."
+ADMIN_ONLY_TEXT = "Only the bot's admins can use that command."
+MODEL_TEXT = "Model: {model}\nDefault decoding: {defaults}."
 NO_WHY_TEXT = "There is no generated reply in this conversation yet."
 WHY_TEXT = "Last reply: {text!r}\nModel: {model}\nDecoding: {decoding}\nScore: {score}\nGenerated in {latency:.0f} ms"
 

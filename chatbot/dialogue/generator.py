@@ -40,6 +40,11 @@ class Generator(Protocol):
         """The decoding a user gets who chose nothing (every field set)."""
         ...
 
+    @property
+    def model_name(self) -> str:
+        """Which model answers (as stored in each reply's provenance)."""
+        ...
+
     def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         """The bot's next message, decoded with ``settings`` laid over the defaults."""
         ...
@@ -61,10 +66,14 @@ class EchoGenerator:
     def default_settings(self) -> DecodeSettings:
         return DecodeSettings(mode="greedy", beam_size=5, temperature=1.0, top_p=1.0)
 
+    @property
+    def model_name(self) -> str:
+        return "echo"
+
     def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         self.calls.append(tuple(history))
         self.settings.append(settings.over(self.default_settings))
-        return Generated(self.echo(history), 1.0, "echo", dataclasses.asdict(self.settings[-1]))
+        return Generated(self.echo(history), 1.0, self.model_name, dataclasses.asdict(self.settings[-1]))
 
     @staticmethod
     def echo(history: Sequence[Turn]) -> str:

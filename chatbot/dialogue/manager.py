@@ -15,6 +15,7 @@ The lock is per process, plus an advisory lock on Postgres when several processe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from chatbot.dialogue.generator import Generator
 from chatbot.dialogue.settings import COMMAND_FIELDS, DecodeSettings, SettingError, apply_command
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.locking import ConversationLock
+from chatbot.storage.maintenance import database_stats
 from chatbot.storage.store import Clock, ConversationStore, Provenance, StoredUser, Transaction, utc_now
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 FALLBACK_REPLY = "..."
 UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no reply it is confident in
 EXPORT_LIMIT = 1000  # turns /export shows at most
+ADMIN_COMMANDS = ("stats", "model")
 LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
 
 
@@ -76,11 +79,13 @@ class DialogueManager:
         text: str,
         message_id: str | None = None,
         display_name: str | None = None,
+        admin: bool = False,
     ) -> Reply:
         """Answer one message from ``external_id`` (a user or chat id) on ``channel``.
 
         ``message_id`` is the channel's id of the message (None where the channel has none), by which a message
-        delivered twice is answered once. Messages of one user or chat are answered strictly one after another (a
+        delivered twice is answered once. ``admin`` (the channel decides who is) allows /stats and /model.
+        Messages of one user or chat are answered strictly one after another (a
         lock per conversation key, held from storing the message to storing the reply, and ``shared_lock`` across
         processes), while other conversations go on in parallel.
         """
@@ -88,7 +93,7 @@ class DialogueManager:
         with self._lock_for(channel, external_id), shared:
             command = parse_command(text)
             if command is not None:
-                return self._run_command(channel, external_id, command, display_name)
+                return self._run_command(channel, external_id, command, display_name, admin)
             return self._answer(channel, external_id, text, message_id, display_name)
 
     def delivered(self, reply: Reply, channel_message_id: str) -> None:
@@ -159,15 +164,27 @@ class DialogueManager:
             conversation_id = store.current_conversation(user_id)
         return conversation_id
 
-    def _run_command(self, channel: str, external_id: str, command: Command, display_name: str | None) -> Reply:
+    def _run_command(
+        self, channel: str, external_id: str, command: Command, display_name: str | None, admin: bool
+    ) -> Reply:
         with self.transaction() as store:
             user = store.user(channel, external_id, display_name)
             if user.blocked:
                 return NOTHING
             if command.name == "forget":
                 return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
+            if command.name in ADMIN_COMMANDS:
+                return Reply(self._admin_answer(store, command) if admin else texts.ADMIN_ONLY_TEXT, is_command=True)
             answer = _answer_command(store, user, command, self.generator.default_settings)
         return Reply(answer, is_command=True)
+
+    def _admin_answer(self, store: ConversationStore, command: Command) -> str:
+        """/stats: what the database holds; /model: which model answers, decoding how by default."""
+        if command.name == "stats":
+            stats = dataclasses.asdict(database_stats(store.session))
+            return "\n".join(f"{name}: {value}" for name, value in stats.items())
+        defaults = self.generator.default_settings.describe()
+        return texts.MODEL_TEXT.format(model=self.generator.model_name, defaults=defaults)
 
 
 def _answer_command(store: ConversationStore, user: StoredUser, command: Command, defaults: DecodeSettings) -> str:

@@ -17,17 +17,20 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from chatbot.channels.rate_limit import SLOW_DOWN_REPLY
 from chatbot.channels.telegram import (
     ERROR_REPLY,
     NON_TEXT_REPLY,
+    PRIVATE_REPLY,
     REDACTED,
+    Access,
     Webhook,
     build_application,
     new_webhook_secret,
     run_telegram,
     split_message,
 )
-from chatbot.dialogue.commands import HELP_TEXT, RESET_TEXT, START_TEXT
+from chatbot.dialogue.commands import ADMIN_ONLY_TEXT, HELP_TEXT, RESET_TEXT, START_TEXT
 from chatbot.dialogue.generator import EchoGenerator, Generated, Generator
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
 from chatbot.dialogue.settings import DecodeSettings
@@ -330,6 +333,38 @@ async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
         assert transaction.session.scalar(
             select(models.User.active).where(models.User.external_id == str(BLOCKING_CHAT))
         )
+
+
+async def test_allowlist_admin_commands_and_the_rate_limit(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
+) -> None:
+    admin = 909
+    access = Access(allowed=frozenset({CHAT}), admins=frozenset({admin}), per_minute=2)
+    api.add_text(OTHER_CHAT, "let me in")  # not on the list
+    api.add_command(CHAT, "stats")  # allowed, but no admin
+    api.add_command(admin, "model")
+    api.add_text(CHAT, "one")  # CHAT's second message this minute: the last one allowed
+    api.add_text(CHAT, "two")  # over the limit: asked to slow down
+    api.add_text(CHAT, "three")  # still over: not answered at all
+    app = build_application(TOKEN, api.url, manager_for(echo, store), access)
+    assert app.updater is not None
+    async with app:
+        await app.updater.start_polling(poll_interval=0, timeout=1)
+        await app.start()
+        try:
+            await api.wait_for_messages(5)
+            await asyncio.sleep(0.3)  # time for a sixth answer, which must not come
+        finally:
+            await app.updater.stop()
+            await app.stop()
+    assert [(message.chat_id, message.text) for message in api.sent] == [
+        (OTHER_CHAT, PRIVATE_REPLY),
+        (CHAT, ADMIN_ONLY_TEXT),
+        (admin, "Model: echo\nDefault decoding: mode greedy."),
+        (CHAT, "echo: one"),
+        (CHAT, SLOW_DOWN_REPLY),
+    ]
+    assert [call[-1].text for call in echo.calls] == ["one"]
 
 
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:

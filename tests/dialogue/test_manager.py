@@ -286,3 +286,12 @@ def test_a_message_delivered_again_after_a_restart_is_answered_once(database_url
         "and now?",
         "echo: and now?",
     ]
+
+
+def test_stats_and_model_answer_admins_only(store: ScratchDatabase) -> None:
+    manager = DialogueManager(EchoGenerator(), store.transaction)
+    manager.respond("test", "a", "hello")
+    assert manager.respond("test", "a", "/stats").text == "Only the bot's admins can use that command."
+    stats = manager.respond("test", "root", "/stats", admin=True).text.splitlines()
+    assert "conversations: 1" in stats and "messages: 2" in stats and "users: 2" in stats
+    assert manager.respond("test", "root", "/model", admin=True).text == "Model: echo\nDefault decoding: mode greedy."
