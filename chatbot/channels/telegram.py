@@ -56,6 +56,7 @@ COMMANDS = (
     ("start", "Start a new conversation"),
     ("help", "List the commands"),
     ("reset", "Forget this conversation and start over"),
+    ("history", "Show what the bot remembers of this conversation"),
     ("mode", "Decode replies by greedy, beam or sample"),
     ("beam", "Set the beam width, 1-16"),
     ("temperature", "Set the sampling temperature"),

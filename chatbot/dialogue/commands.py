@@ -8,6 +8,7 @@ HELP_TEXT = (
     "Commands:\n"
     "/help shows this list.\n"
     "/reset starts a new conversation (the bot forgets the history).\n"
+    "/history shows the recent turns, as many as the bot reads as context; /history N the last N turns.\n"
     "/mode greedy|beam|sample chooses how replies are decoded; /beam N sets the beam width (1-16); "
     "/temperature T (0.05-5) and /topp P (0.01-1) tune sampling.\n"
     "/settings shows your decoding settings; /settings reset goes back to the model's defaults.\n"

@@ -175,8 +175,17 @@ class DialogueManager:
                 return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
             if command.name in ADMIN_COMMANDS:
                 return Reply(self._admin_answer(store, command) if admin else texts.ADMIN_ONLY_TEXT, is_command=True)
+            if command.name == "history":
+                return Reply(self._history(store, user.id, command.argument), is_command=True)
             answer = _answer_command(store, user, command, self.generator.default_settings)
         return Reply(answer, is_command=True)
+
+    def _history(self, store: ConversationStore, user_id: int, argument: str) -> str:
+        """/history: the recent turns, as many as the model reads as context; /history N: the last N turns."""
+        if argument and not (argument.isdigit() and 0 < int(argument) <= EXPORT_LIMIT):
+            return f"Write /history, or /history N for the last N turns (1-{EXPORT_LIMIT})."
+        limit = int(argument) if argument else self.generator.history_turns
+        return _transcript(store.recent_turns(store.current_conversation(user_id), limit))
 
     def _admin_answer(self, store: ConversationStore, command: Command) -> str:
         """/stats: what the database holds; /model: which model answers, decoding how by default."""

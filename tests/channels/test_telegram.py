@@ -396,6 +396,7 @@ async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGener
         "start",
         "help",
         "reset",
+        "history",
         "mode",
         "beam",
         "temperature",

@@ -295,3 +295,16 @@ def test_stats_and_model_answer_admins_only(store: ScratchDatabase) -> None:
     stats = manager.respond("test", "root", "/stats", admin=True).text.splitlines()
     assert "conversations: 1" in stats and "messages: 2" in stats and "users: 2" in stats
     assert manager.respond("test", "root", "/model", admin=True).text == "Model: echo\nDefault decoding: mode greedy."
+
+
+def test_history_shows_the_context_the_model_sees_or_the_last_n_turns(store: ScratchDatabase) -> None:
+    manager = DialogueManager(EchoGenerator(history_turns=3), store.transaction)
+    assert manager.respond("test", "a", "/history").text == EMPTY_EXPORT_TEXT
+    manager.respond("test", "a", "one")
+    manager.respond("test", "a", "two")
+    assert manager.respond("test", "a", "/history").text == "bot: echo: one\nyou: two\nbot: echo: two"
+    assert manager.respond("test", "a", "/history 1").text == "bot: echo: two"
+    assert (
+        manager.respond("test", "a", "/history lots").text
+        == "Write /history, or /history N for the last N turns (1-1000)."
+    )
