@@ -57,3 +57,46 @@ def test_ctrl_c_abandons_the_line_and_quit_leaves(
     keyboard.send_text("half a thought\x03/quit\r")  # Ctrl-C clears the line; the loop goes on
     run_interactive(manager, "ann", tmp_path / "history", shown.append, "welcome")
     assert shown == ["welcome"]
+
+
+def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The installed command in a pseudo-terminal (TERM=dumb): a greeting and prompt, a reply, Ctrl-C abandoning
+    a half-typed line, a command, and Ctrl-D leaving with exit status 0."""
+    import os
+    import sys
+
+    pexpect = pytest.importorskip("pexpect", reason="the terminal test needs pexpect (pip install -e '.[dev]')")
+    environment = {
+        **os.environ,
+        "TERM": "dumb",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "CHATBOT_DB": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
+        "CHATBOT_MODEL": str(tiny_model_dir),
+        "CHATBOT_THREADS": "1",
+    }
+    child = pexpect.spawn(sys.executable, ["-m", "chatbot", "chat"], env=environment, encoding="utf-8", timeout=60)
+
+    def at_prompt() -> None:
+        """Wait for the prompt and for prompt_toolkit to take the terminal (echo off): keys sent earlier would
+        reach the terminal driver's own line editing instead."""
+        child.expect_exact("you> ")
+        assert child.waitnoecho(timeout=10)
+
+    try:
+        child.expect_exact("Type a message; /help for commands, /quit to leave.")
+        at_prompt()
+        child.sendline("do you have any pets?")
+        child.expect_exact("yes, a cat named pepper")
+        at_prompt()
+        child.send("half a thought")
+        child.sendcontrol("c")  # abandons the line: nothing is sent
+        at_prompt()
+        child.sendline("/history 1")
+        child.expect_exact("bot: yes, a cat named pepper")
+        at_prompt()
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert "half a thought" not in (tmp_path / "state" / "chatbot" / "repl-history").read_text()
