@@ -321,10 +321,10 @@ def chat(
 
     With a terminal: line editing and input history. With piped input: one message per line, exactly one reply
     line per message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset
-    (start a new conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N, /temperature T, /topp P and /settings [reset]
-    (your decoding settings, stored with you; the decoding flags set the defaults), /why (how the last reply was
-    made), /export (this conversation as text, on one line when piped), /forget (delete everything stored about
-    you), /stats and /model (the database and the model), /quit.
+    (start a new conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N,
+    /temperature T, /topp P and /settings [reset] (your decoding settings, stored with you; the decoding flags
+    set the defaults), /why (how the last reply was made), /export (this conversation as text, on one line when
+    piped), /forget (delete everything stored about you), /stats and /model (the database and the model), /quit.
     """
     from chatbot.channels import repl
 
