@@ -1,17 +1,26 @@
-"""A scratch conversation database for tests of the layers above storage: the real store on in-memory SQLite."""
+"""A scratch conversation database for tests of the layers above storage: the real store on a SQLite file in a
+temporary folder (removed when nothing uses it any more), so concurrent transactions behave as they do in production."""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 
 from chatbot.storage.engine import open_database
 from chatbot.storage.store import Clock, StoredConversation, Transaction, sql_transaction, utc_now
 
 
 class ScratchDatabase:
-    """An in-memory SQLite database at the newest schema, with its Transaction; ``clock`` stamps what is stored."""
+    """A SQLite database at the newest schema, with its Transaction; ``clock`` stamps what is stored."""
 
     def __init__(self, clock: Clock = utc_now) -> None:
-        self.sessions = open_database("sqlite://")
+        folder = Path(tempfile.mkdtemp(prefix="chatbot-scratch-"))
+        self.sessions = open_database(f"sqlite:///{folder / 'chat.sqlite3'}")
         self.transaction: Transaction = sql_transaction(self.sessions, clock)
+        # The folder goes with the engine, which lives as long as anything holds this database's transaction.
+        weakref.finalize(self.sessions.kw["bind"], shutil.rmtree, folder, True)
 
     def conversations(self) -> list[StoredConversation]:
         with self.transaction() as store:

@@ -2,7 +2,8 @@
 
 Control flow: ``run_telegram`` builds the Application (``build_application``) and either long-polls the Bot API
 for new messages only, or, in webhook mode, serves a webhook that refuses (403) any POST without the secret token.
-Each message goes to the first handler that matches it:
+Updates of different chats run concurrently, one chat's in order (chat_order.py). Each message goes to the first
+handler that matches it:
   - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
   - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
     in a group, only text that mentions the bot or replies to it, and each member has their own history;
@@ -43,6 +44,7 @@ from telegram.ext import (
     filters,
 )
 
+from chatbot.channels.chat_order import PerChatOrder
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
 from chatbot.errors import ChatbotError
@@ -175,6 +177,7 @@ def build_application(
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .concurrent_updates(PerChatOrder())  # chats in parallel, each chat's messages in order
         .post_init(_register_commands)
         .build()
     )

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
@@ -365,6 +366,38 @@ async def test_allowlist_admin_commands_and_the_rate_limit(
         (CHAT, SLOW_DOWN_REPLY),
     ]
     assert [call[-1].text for call in echo.calls] == ["one"]
+
+
+class OverlapEcho(EchoGenerator):
+    """Echoes after a pause and notes the most replies it was ever asked for at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__(history_turns=1)
+        self.running, self.most_at_once = 0, 0
+        self._lock = threading.Lock()
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.02)
+        with self._lock:
+            self.running -= 1
+        return super().reply(history, settings)
+
+
+async def test_many_chats_run_side_by_side_and_each_keeps_its_order(api: FakeBotApi, store: ScratchDatabase) -> None:
+    generator = OverlapEcho()
+    chats = [1000 + number for number in range(12)]
+    for turn in range(4):
+        for chat in chats:
+            api.add_text(chat, f"{chat} message {turn}")
+    sent = await serve(api, manager_for(generator, store), 48)
+    for chat in chats:
+        assert [message.text for message in sent if message.chat_id == chat] == [
+            f"echo: {chat} message {turn}" for turn in range(4)
+        ]
+    assert generator.most_at_once > 1  # other chats did not wait for one chat's reply
 
 
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:
