@@ -262,12 +262,20 @@ def _set_threads(threads: int) -> None:
 
 
 def _build_manager(
-    model_dir: Path | None, db_url: str | None, decode: dict[str, Any], quantize: bool, session_timeout: str
+    model_dir: Path | None,
+    db_url: str | None,
+    decode: dict[str, Any],
+    quantize: bool,
+    session_timeout: str,
+    max_batch: int = 1,
 ) -> DialogueManager:
     """The DialogueManager over the model and the database, both checked before the first message; ``decode``
-    holds the decoding flags (None where not given)."""
+    holds the decoding flags (None where not given). With ``max_batch`` above 1, replies asked for at the same
+    moment are generated together (micro_batch.py)."""
+    from chatbot.dialogue.generator import Generator
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
+    from chatbot.micro_batch import MicroBatchGenerator
     from chatbot.storage.engine import open_database
     from chatbot.storage.locking import conversation_lock
     from chatbot.storage.store import sql_transaction
@@ -277,8 +285,9 @@ def _build_manager(
     sessions = open_database(db_url or default_db_url())
     generator.load()
     shared_lock = conversation_lock(sessions.kw["bind"])
+    answerer: Generator = MicroBatchGenerator(generator, max_batch) if max_batch > 1 else generator
     return DialogueManager(
-        generator, sql_transaction(sessions), _session_timeout(session_timeout), shared_lock=shared_lock
+        answerer, sql_transaction(sessions), _session_timeout(session_timeout), shared_lock=shared_lock
     )
 
 
@@ -691,6 +700,14 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
     metavar="N",
     help="Messages per minute one user may send; more get a polite request to slow down (0: no limit).",
 )
+@click.option(
+    "--max-batch",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Replies for chats waiting at the same moment are generated in one model call of up to N (1: one by one).",
+)
 @model_option()
 @db_option()
 @threads_option()
@@ -707,6 +724,7 @@ def telegram(
     allowed: tuple[int, ...],
     admins: tuple[int, ...],
     rate_limit: int,
+    max_batch: int,
     model: Path | None,
     db: str | None,
     threads: int,
@@ -729,7 +747,8 @@ def telegram(
         webhook = Webhook(webhook_url, webhook_secret or new_webhook_secret(), listen, port)
     _set_threads(threads)
     access = Access(frozenset(allowed), frozenset(admins), rate_limit)
-    run_telegram(token, api_url, _build_manager(model, db, decode, quantize, session_timeout), webhook, access)
+    manager = _build_manager(model, db, decode, quantize, session_timeout, max_batch)
+    run_telegram(token, api_url, manager, webhook, access)
 
 
 @cli.group("db", cls=ChatbotGroup)

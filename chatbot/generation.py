@@ -77,11 +77,16 @@ class ResponseGenerator:
         """The reply to a conversation's recent turns (oldest first), decoded with ``settings`` (default: the
         model's own). Its text is None when its confidence (geometric-mean piece probability) is below the decode
         config's ``min_confidence``."""
-        config = self.decode_for(settings or DecodeSettings())
-        context = history_context(history, self.context.history_turns)
-        text, confidence = self.generate_scored([context], config)[0]
-        shown = text if confidence >= config.min_confidence else None
-        return Generated(shown, confidence, self.model_name, dataclasses.asdict(config))
+        return self.replies([history], self.decode_for(settings or DecodeSettings()))[0]
+
+    def replies(self, histories: Sequence[Sequence[Turn]], config: DecodeConfig) -> list[Generated]:
+        """Replies to several conversations at once, decoded as one batch with ``config`` (micro_batch.py)."""
+        contexts = [history_context(history, self.context.history_turns) for history in histories]
+        settings = dataclasses.asdict(config)
+        return [
+            Generated(text if confidence >= config.min_confidence else None, confidence, self.model_name, settings)
+            for text, confidence in self.generate_scored(contexts, config)
+        ]
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""
