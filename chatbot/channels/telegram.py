@@ -5,7 +5,7 @@ for new messages only, or, in webhook mode, serves a webhook that refuses (403) 
 Updates of different chats run concurrently, one chat's in order (chat_order.py). Each message goes to the first
 handler that matches it:
   - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
-  - plain text: passed to the manager in a worker thread (``asyncio.to_thread``) while the chat shows typing;
+  - plain text: passed to the manager in a worker thread (one per update at most) while the chat shows typing;
     in a group, only text that mentions the bot or replies to it, and each member has their own history;
   - anything else (a sticker, a photo): a short note that only text is understood.
 Each message goes to the manager with its Telegram message id, and each reply sent is reported back to it, so a
@@ -25,8 +25,9 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Message, MessageEntity, Update
@@ -44,12 +45,13 @@ from telegram.ext import (
     filters,
 )
 
-from chatbot.channels.chat_order import PerChatOrder
+from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES, PerChatOrder
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
 from chatbot.errors import ChatbotError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "telegram"
 # Only new messages: edits, channel posts and member updates are never even fetched.
@@ -213,6 +215,13 @@ class _Handlers:
         self.manager = manager
         self.access = access
         self.rate = RateLimit(access.per_minute) if access.per_minute else None
+        # A thread for every update PTB may run at once: the manager's calls block (on the database, or on a
+        # micro-batch), and asyncio's default pool of a few threads would cap how many chats are served together.
+        self.threads = ThreadPoolExecutor(MAX_CONCURRENT_UPDATES, thread_name_prefix="chat")
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in one of the handler threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.threads, functools.partial(function, *args))
 
     async def _admitted(self, message: Message) -> bool:
         """Whether to serve ``message``: its sender is allowed and within the rate limit. A refusal is explained
@@ -256,16 +265,16 @@ class _Handlers:
         key = conversation_key(message)
         admin = message.from_user is not None and message.from_user.id in self.access.admins
         message_id, name = str(message.message_id), _name(message)
-        reply = await asyncio.to_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
+        reply = await self._in_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
         if not reply.send:
             return
         try:
             sent = await _send_reply(message, reply.text)
         except Forbidden as error:  # the user blocked the bot (or left the group): not our fault, not fatal
             logger.warning("chat %s refuses the bot's messages (%s); the user is marked inactive", key, error)
-            await asyncio.to_thread(self.manager.unreachable, CHANNEL, key)
+            await self._in_thread(self.manager.unreachable, CHANNEL, key)
             return
-        await asyncio.to_thread(self.manager.delivered, reply, str(sent[-1].message_id))
+        await self._in_thread(self.manager.delivered, reply, str(sent[-1].message_id))
 
     async def on_non_text(self, update: Update, context: Context) -> None:
         """Explain that only text is understood (in a group, only to a reply to the bot)."""
