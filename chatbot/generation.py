@@ -82,10 +82,11 @@ class ResponseGenerator:
     def replies(self, histories: Sequence[Sequence[Turn]], config: DecodeConfig) -> list[Generated]:
         """Replies to several conversations at once, decoded as one batch with ``config`` (micro_batch.py)."""
         contexts = [history_context(history, self.context.history_turns) for history in histories]
-        settings = dataclasses.asdict(config)
+        scored = self.generate_scored(contexts, config)  # loads the weights, and with them the model's name
+        settings, model = dataclasses.asdict(config), self._model_name
         return [
-            Generated(text if confidence >= config.min_confidence else None, confidence, self.model_name, settings)
-            for text, confidence in self.generate_scored(contexts, config)
+            Generated(text if confidence >= config.min_confidence else None, confidence, model, settings)
+            for text, confidence in scored
         ]
 
     def generate(self, contexts: Sequence[str]) -> list[str]:

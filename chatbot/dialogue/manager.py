@@ -125,19 +125,15 @@ class DialogueManager:
                     "message %s of %s:%s was answered before; not answering again", message_id, channel, external_id
                 )
                 return Reply(earlier.reply_text, turn_id=earlier.reply_id, send=not earlier.reply_delivered)
+            settings = DecodeSettings.from_json(user.settings)
             if earlier is not None:  # stored, but the process stopped before its reply was
-                pending = _Pending(earlier.conversation_id, earlier.turn_id, DecodeSettings.from_json(user.settings))
+                pending = _Pending(earlier.conversation_id, earlier.turn_id, settings)
             else:
-                pending = self._store_question(store, user, text, message_id)
+                conversation_id = self._open_conversation(store, user.id)
+                turn_id = store.add_turn(conversation_id, Turn(Role.USER, text), channel_message_id=message_id)
+                pending = _Pending(conversation_id, turn_id, settings)
             history = store.recent_turns(pending.conversation_id, self.generator.history_turns, through=pending.turn_id)
         return self._generate(pending, history)
-
-    def _store_question(
-        self, store: ConversationStore, user: StoredUser, text: str, message_id: str | None
-    ) -> _Pending:
-        conversation_id = self._open_conversation(store, user.id)
-        turn_id = store.add_turn(conversation_id, Turn(Role.USER, text), channel_message_id=message_id)
-        return _Pending(conversation_id, turn_id, DecodeSettings.from_json(user.settings))
 
     def _generate(self, pending: _Pending, history: list[Turn]) -> Reply:
         """Run the generator on ``history`` and store its reply to the pending turn with the provenance."""
@@ -173,60 +169,61 @@ class DialogueManager:
                 return NOTHING
             if command.name == "forget":
                 return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
-            if command.name in ADMIN_COMMANDS:
-                return Reply(self._admin_answer(store, command) if admin else texts.ADMIN_ONLY_TEXT, is_command=True)
-            if command.name == "history":
-                return Reply(self._history(store, user.id, command.argument), is_command=True)
-            answer = _answer_command(store, user, command, self.generator.default_settings)
+            if command.name in ADMIN_COMMANDS and not admin:
+                return Reply(texts.ADMIN_ONLY_TEXT, is_command=True)
+            answer = _answer_command(store, user, command, self.generator)
         return Reply(answer, is_command=True)
 
-    def _history(self, store: ConversationStore, user_id: int, argument: str) -> str:
-        """/history: the recent turns, as many as the model reads as context; /history N: the last N turns."""
-        if argument and not (argument.isdigit() and 0 < int(argument) <= EXPORT_LIMIT):
-            return f"Write /history, or /history N for the last N turns (1-{EXPORT_LIMIT})."
-        limit = int(argument) if argument else self.generator.history_turns
-        return _transcript(store.recent_turns(store.current_conversation(user_id), limit))
 
-    def _admin_answer(self, store: ConversationStore, command: Command) -> str:
-        """/stats: what the database holds; /model: which model answers, decoding how by default."""
-        if command.name == "stats":
-            stats = dataclasses.asdict(database_stats(store.session))
-            return "\n".join(f"{name}: {value}" for name, value in stats.items())
-        defaults = self.generator.default_settings.describe()
-        return texts.MODEL_TEXT.format(model=self.generator.model_name, defaults=defaults)
-
-
-def _answer_command(store: ConversationStore, user: StoredUser, command: Command, defaults: DecodeSettings) -> str:
-    """The core's answer to a command other than /forget, read and written through ``store``."""
+def _answer_command(store: ConversationStore, user: StoredUser, command: Command, generator: Generator) -> str:
+    """The core's answer to a command other than /forget (admin commands: the caller checked), read and written
+    through ``store``."""
+    current = store.current_conversation
     if command.name == "help":
         return texts.HELP_TEXT
     if command.name in ("start", "reset"):
-        store.end_conversation(store.current_conversation(user.id))
+        store.end_conversation(current(user.id))
         return texts.START_TEXT if command.name == "start" else texts.RESET_TEXT
     if command.name == "export":
-        return _transcript(store.recent_turns(store.current_conversation(user.id), EXPORT_LIMIT))
+        return _transcript(store.recent_turns(current(user.id), EXPORT_LIMIT))
+    if command.name == "history":
+        return _history(store, current(user.id), command.argument, generator.history_turns)
     if command.name == "why":
         return _why(store, user.id)
     if command.name == "settings" or command.name in COMMAND_FIELDS:
-        return _settings(store, user, command, defaults)
+        return _settings(store, user, command, generator.default_settings)
+    if command.name == "stats":
+        return "\n".join(
+            f"{name}: {value}" for name, value in dataclasses.asdict(database_stats(store.session)).items()
+        )
+    if command.name == "model":
+        return texts.MODEL_TEXT.format(model=generator.model_name, defaults=generator.default_settings.describe())
     return f"Unknown command /{command.name}. Try /help."
+
+
+def _history(store: ConversationStore, conversation_id: int, argument: str, context_turns: int) -> str:
+    """/history: the recent turns, as many as the model reads as context; /history N: the last N turns."""
+    if argument and not (argument.isdigit() and 0 < int(argument) <= EXPORT_LIMIT):
+        return f"Write /history, or /history N for the last N turns (1-{EXPORT_LIMIT})."
+    return _transcript(store.recent_turns(conversation_id, int(argument) if argument else context_turns))
 
 
 def _settings(store: ConversationStore, user: StoredUser, command: Command, defaults: DecodeSettings) -> str:
     """Show (``/settings``), clear (``/settings reset``) or change (``/mode``, ``/beam``...) decoding settings."""
-    settings = DecodeSettings.from_json(user.settings)
-    if command.name == "settings" and command.argument.lower() not in ("", "reset"):
-        return "Write /settings to see your decoding settings, or /settings reset to clear them."
-    try:
-        if command.name == "settings" and command.argument:
-            settings = DecodeSettings()
-        elif command.name != "settings":
-            settings = apply_command(settings, command.name, command.argument)
-    except SettingError as error:
-        return str(error)
-    if command.name != "settings" or command.argument:
-        store.save_settings(user.id, settings.to_json())
-    return texts.SETTINGS_TEXT.format(settings=settings.over(defaults).describe())
+    current = DecodeSettings.from_json(user.settings)
+    if command.name == "settings":
+        if command.argument.lower() not in ("", "reset"):
+            return "Write /settings to see your decoding settings, or /settings reset to clear them."
+        if not command.argument:
+            return texts.SETTINGS_TEXT.format(settings=current.over(defaults).describe())
+        chosen = DecodeSettings()
+    else:
+        try:
+            chosen = apply_command(current, command.name, command.argument)
+        except SettingError as error:
+            return str(error)
+    store.save_settings(user.id, chosen.to_json())
+    return texts.SETTINGS_TEXT.format(settings=chosen.over(defaults).describe())
 
 
 def _transcript(turns: list[Turn]) -> str:
