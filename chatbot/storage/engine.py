@@ -17,6 +17,7 @@ from chatbot.errors import StorageError
 from chatbot.storage.schema import upgrade_to_head
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_POOL_TIMEOUT_S = 60.0  # how long a thread waits for its turn at the process's one SQLite connection
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -45,6 +46,11 @@ def create_database_engine(url: str) -> Engine:
         _prepare_sqlite_file(parsed)
         if parsed.database in (None, "", ":memory:"):
             options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        else:
+            # One connection per process: SQLite lets one transaction write at a time anyway, and threads queued
+            # on the pool take turns at once, where threads queued on SQLite's lock poll it with sleeps of up to
+            # 100 ms (or give up after the busy timeout). The busy timeout still covers other processes.
+            options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_POOL_TIMEOUT_S}
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError, ArgumentError) as error:
