@@ -45,6 +45,7 @@ from telegram.ext import (
     filters,
 )
 
+from chatbot.channels.aiohttp_request import TIMEOUT_SECONDS, AiohttpRequest
 from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES, PerChatOrder
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
@@ -75,7 +76,9 @@ ERROR_REPLY = "Sorry, something went wrong on my side. Please try again."
 PRIVATE_REPLY = "Sorry, this is a private bot: it only talks to the people its owner allowed."
 REDACTED = "[REDACTED-TOKEN]"
 SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as a webhook secret token
-# Telegram shows a chat action for about five seconds; refresh it before it fades while the model runs.
+# "typing" is shown only for replies not ready within this delay: a fast reply needs none, and skipping it saves
+# a Bot API call per message. Telegram shows a chat action for about five seconds; it is refreshed before it fades.
+TYPING_DELAY_SECONDS = 0.5
 TYPING_REFRESH_SECONDS = 4.0
 SEND_RETRY_PAUSES = (0.5, 2.0)  # seconds before the second and third attempt at sending after a 5xx or timeout
 RATE_LIMIT_RETRIES = 3  # how often the rate limiter retries after a 429, each after the retry_after asked for
@@ -167,11 +170,18 @@ def _close_loop(application: TelegramApplication) -> None:
 
 
 def build_application(
-    token: str, api_url: str, manager: DialogueManager, access: Access = Access(), pace: bool = True
+    token: str,
+    api_url: str,
+    manager: DialogueManager,
+    access: Access = Access(),
+    pace: bool = True,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> TelegramApplication:
     """An Application, ready to start, on the Bot API rooted at ``api_url``, answering through ``manager`` the
     users ``access`` admits. ``pace``: keep under Telegram's limits (30 messages a second overall, 20 a minute
-    per group); off only for benchmarks against a fake API. A 429's retry_after is honoured either way."""
+    per group); off only for benchmarks against a fake API. A 429's retry_after is honoured either way.
+    ``timeout``: seconds to wait to connect to the Bot API, to send a call, and for its answer (beyond the long
+    poll's own wait); a call that times out is retried like a 5xx."""
     _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
     application = (
@@ -179,6 +189,9 @@ def build_application(
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
+        # PTB's own httpx client caps the bot at ~200 replies/s on 2 cores (aiohttp_request.py).
+        .request(AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
+        .get_updates_request(AiohttpRequest(1, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
         .rate_limiter(_rate_limiter(pace))
         .concurrent_updates(PerChatOrder())  # chats in parallel, each chat's messages in order
         .post_init(_register_commands)
@@ -352,20 +365,28 @@ def _addressed_to_other_bot(command_text: str, bot_username: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def _typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
-    """Show "typing" in the chat for as long as the block runs."""
+    """Show "typing" in the chat from TYPING_DELAY_SECONDS after the block starts until it ends (a block that
+    ends sooner shows nothing and costs nothing but a timer)."""
     done = asyncio.Event()
-    indicator = asyncio.create_task(_keep_typing(context, chat_id, done))
+    indicator: list[asyncio.Task[None]] = []
+
+    def start() -> None:
+        indicator.append(asyncio.create_task(_keep_typing(context, chat_id, done)))
+
+    timer = asyncio.get_running_loop().call_later(TYPING_DELAY_SECONDS, start)
     try:
         yield
     finally:
+        timer.cancel()
         done.set()
         # Let an action in flight land first: one arriving after the reply would show "typing" for 5 s more.
-        await indicator
+        if indicator:
+            await indicator[0]
 
 
 async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> None:
     """Send "typing" at once and every few seconds until ``done``; a failure only ends the indicator."""
-    while True:
+    while not done.is_set():
         try:
             await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as error:
@@ -373,8 +394,6 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(done.wait(), TYPING_REFRESH_SECONDS)
-        if done.is_set():
-            return
 
 
 async def _send_reply(message: Message, text: str) -> list[Message]:

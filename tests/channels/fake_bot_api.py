@@ -49,7 +49,8 @@ class SentMessage:
 
 @dataclass
 class Fault:
-    """An error the fake answers instead of ``method`` (for ``chat_id`` only, when set), ``times`` more times."""
+    """An error the fake answers instead of ``method`` (for ``chat_id`` only, when set), ``times`` more times,
+    after ``delay`` seconds (a slow gateway: the bot may time out first)."""
 
     method: str
     status: int
@@ -57,6 +58,7 @@ class Fault:
     retry_after: int | None = None
     chat_id: int | None = None
     times: int = 1
+    delay: float = 0.0
 
 
 def utf16_units(text: str) -> int:
@@ -198,6 +200,7 @@ class FakeBotApi:
         self._notify()
         fault = self._fault_for(method, params)
         if fault is not None:
+            await asyncio.sleep(fault.delay)
             return _error(fault.status, fault.description, fault.retry_after)
         if method == "getMe":
             return _ok(BOT_USER)

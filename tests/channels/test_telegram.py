@@ -24,6 +24,7 @@ from chatbot.channels.telegram import (
     NON_TEXT_REPLY,
     PRIVATE_REPLY,
     REDACTED,
+    TYPING_DELAY_SECONDS,
     Access,
     Webhook,
     build_application,
@@ -60,6 +61,18 @@ class FailingOnceGenerator(EchoGenerator):
         if not self.calls:
             self.calls.append(tuple(history))
             raise RuntimeError("model exploded")
+        return super().reply(history, settings)
+
+
+class SlowEcho(EchoGenerator):
+    """Echoes after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        time.sleep(self.seconds)
         return super().reply(history, settings)
 
 
@@ -100,10 +113,10 @@ def manager_for(generator: Generator, store: ScratchDatabase) -> DialogueManager
 
 
 @asynccontextmanager
-async def polling(api: FakeBotApi, manager: DialogueManager) -> AsyncIterator[None]:
-    """Run the bot against ``api`` for the block. It polls every kind of update, so that it is the handlers'
-    filters, not ``allowed_updates``, that keep edits unanswered."""
-    app = build_application(TOKEN, api.url, manager)
+async def polling(api: FakeBotApi, manager: DialogueManager, timeout: float = 5.0) -> AsyncIterator[None]:
+    """Run the bot against ``api`` for the block, with ``timeout`` on its Bot API calls. It polls every kind of
+    update, so that it is the handlers' filters, not ``allowed_updates``, that keep edits unanswered."""
+    app = build_application(TOKEN, api.url, manager, timeout=timeout)
     assert app.updater is not None
     async with app:
         await app.updater.start_polling(poll_interval=0, timeout=1)
@@ -127,10 +140,32 @@ async def test_text_message_gets_the_generated_reply(
 ) -> None:
     api.add_text(CHAT, "hello there")
     assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: hello there")]
-    typing = [call for call in api.calls if call.method == "sendChatAction"]
-    assert typing[0].params["chat_id"] == CHAT and typing[0].params["action"] == "typing"
-    assert api.methods().index("sendChatAction") < api.methods().index("sendMessage")
     assert {"getMe", "deleteWebhook", "getUpdates"} <= set(api.methods())
+    assert "sendChatAction" not in api.methods()  # a reply this fast needs no "typing"
+
+
+async def test_a_slow_reply_shows_typing_until_it_is_sent(api: FakeBotApi, store: ScratchDatabase) -> None:
+    api.add_text(CHAT, "take your time")
+    assert await serve(api, manager_for(SlowEcho(TYPING_DELAY_SECONDS + 0.3), store), 1) == [
+        SentMessage(CHAT, "echo: take your time")
+    ]
+    typing = [call for call in api.calls if call.method == "sendChatAction"]
+    assert len(typing) == 1 and typing[0].params == {"chat_id": CHAT, "action": "typing"}
+    assert api.methods().index("sendChatAction") < api.methods().index("sendMessage")
+
+
+async def test_a_send_that_times_out_is_tried_again(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Bot API answers the first sendMessage only after the bot's timeout: the bot gives up on it, pauses and
+    sends again, and the user gets one reply."""
+    api.inject(Fault("sendMessage", 504, "Gateway Timeout", delay=1.0))
+    api.add_text(CHAT, "are you there?")
+    async with polling(api, manager_for(echo, store), timeout=0.3):
+        assert await api.wait_for_messages(1) == [SentMessage(CHAT, "echo: are you there?")]
+    assert api.methods().count("sendMessage") == 2
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("Timed out" in warning and "trying again" in warning for warning in warnings)
 
 
 async def test_the_model_runs_off_the_event_loop(api: FakeBotApi, store: ScratchDatabase) -> None:
@@ -455,15 +490,15 @@ async def test_the_token_never_reaches_the_logs(
     assert_token_absent(caplog)
 
 
-async def test_the_token_is_redacted_even_when_httpx_logs_urls(
+async def test_the_token_is_absent_from_every_debug_log_of_an_exchange(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = build_application(TOKEN, api.url, manager_for(echo, store))
-    caplog.set_level(logging.DEBUG, logger="httpx")  # as a user debugging the HTTP layer might
-    async with app:
-        pass  # initialize calls getMe
-    requests = [record.getMessage() for record in caplog.records if record.name == "httpx"]
-    assert any("getMe" in message and REDACTED in message for message in requests)
+    caplog.set_level(logging.DEBUG)  # everything, as a user debugging the HTTP layer might
+    for name in ("aiohttp", "aiohttp.client", "telegram", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    api.add_text(CHAT, "hello")
+    await serve(api, manager_for(echo, store), expect=1)
+    assert any(record.name.startswith("telegram") for record in caplog.records)  # the debug logs were on
     assert_token_absent(caplog)
 
 
