@@ -1,25 +1,33 @@
-"""Telegram serving throughput: 100 chats talking at once to `chatbot telegram`'s Application (the real
-python-telegram-bot, the shipped model, SQLite) through the loopback fake Bot API of the tests, with and without
-micro-batched generation, side by side in one run.
+"""Telegram serving: 100 chats talking at once to `chatbot telegram`'s Application (the real python-telegram-bot,
+the shipped model, SQLite) through the loopback fake Bot API of the tests, with and without micro-batched
+generation, side by side in one run.
 
-Each chat is a closed loop: it sends a message, and the moment the bot's reply arrives, sends its next one, until
-it has sent ``--turns``. Reported: replies per second over the run, and the latency of each reply from the
-message being queued at the fake API to the reply being sent (p50 and p95). The fake answers at once and the
-per-user rate limit is off, so the Bot API's own limits (which the rate limiter enforces) are not in the figures.
+The fake API runs in a process of its own, as Telegram's servers are not in the bot's process. Two loads:
+  - open loop (the goal's load): the chats send ``--rates`` messages a second between them, taking turns, for
+    ``--seconds``, whatever the bot's answers; latency at a load is the figure the goal bounds;
+  - closed loop (the ceiling): each chat sends its next message the moment its reply arrives, ``--turns``
+    times, so the bot is always saturated; replies per second here is the most the bot can do.
+A reply's latency runs from the message being queued at the fake API to the reply reaching it, so it holds
+the long poll's pickup and both HTTP calls as well as the handler. The fake answers at once and the per-user rate
+limit is off, so the Bot API's own limits (which the rate limiter enforces) are not in the figures.
 
-    python bench/telegram_throughput.py [--chats 100] [--turns 5] [--max-batch 32] [--threads 2]
+    python bench/telegram_throughput.py [--chats 100] [--rates 500,50] [--seconds 10] [--turns 10] [--max-batch 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import multiprocessing
 import random
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -42,53 +50,98 @@ TOKEN = "123:bench"
 PROMPTS = ["hello!", "how are you?", "what do you do for fun?", "do you have any pets?", "where are you from?"]
 
 
-class ClosedLoopApi(FakeBotApi):
-    """The fake Bot API, where each chat sends its next message as soon as it gets a reply."""
+@dataclass(frozen=True)
+class Load:
+    """What the chats send: ``rate`` messages a second for ``seconds`` (open loop), or, with rate 0, each chat
+    its next message when answered, ``turns`` times (closed loop)."""
 
-    def __init__(self, chats: int, turns: int) -> None:
+    chats: int
+    rate: float = 0.0
+    seconds: float = 0.0
+    turns: int = 0
+
+    @property
+    def total(self) -> int:
+        return round(self.rate * self.seconds) if self.rate else self.chats * self.turns
+
+
+class LoadApi(FakeBotApi):
+    """The fake Bot API, sending the chats' messages by ``load`` and timing each reply."""
+
+    def __init__(self, load: Load) -> None:
         super().__init__(TOKEN)
-        self.left = dict.fromkeys(range(1, chats + 1), turns)
-        self.total = chats * turns
-        self.asked_at: dict[int, float] = {}
+        self.load = load
+        self.left = dict.fromkeys(range(1, load.chats + 1), load.turns)
+        self.waiting: dict[int, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.latencies: list[float] = []
         self.done = asyncio.Event()
 
     def ask(self, chat: int) -> None:
-        self.left[chat] -= 1
-        self.asked_at[chat] = time.perf_counter()
+        self.waiting[chat].append(time.perf_counter())
         self.add_text(chat, random.choice(PROMPTS))
+
+    async def run(self) -> float:
+        """Send the load's messages and return the seconds until the last reply."""
+        started = time.perf_counter()
+        if self.load.rate:
+            for index in range(self.load.total):
+                await asyncio.sleep(max(0.0, started + index / self.load.rate - time.perf_counter()))
+                self.ask(index % self.load.chats + 1)
+        else:
+            for chat in self.left:
+                self.left[chat] -= 1
+                self.ask(chat)
+        await asyncio.wait_for(self.done.wait(), timeout=1800)
+        return time.perf_counter() - started
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
         response = await super()._send_message(params)
         chat = int(params["chat_id"])
-        self.latencies.append(time.perf_counter() - self.asked_at[chat])
+        self.latencies.append(time.perf_counter() - self.waiting[chat].popleft())
         if self.left[chat]:
+            self.left[chat] -= 1
             self.ask(chat)
-        if len(self.latencies) == self.total:
+        if len(self.latencies) == self.load.total:
             self.done.set()
         return response
 
 
-async def serve(generator: Generator, chats: int, turns: int) -> tuple[float, list[float]]:
-    """Replies per second and reply latencies for ``chats`` closed-loop chats of ``turns`` messages."""
+def api_process(load: Load, pipe: Connection) -> None:
+    """The fake API's process: send its URL, wait for "go", run the load, send back (elapsed, latencies)."""
+
+    async def main() -> None:
+        random.seed(0)
+        async with LoadApi(load) as api:
+            pipe.send(api.url)
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+            elapsed = await api.run()
+            pipe.send((elapsed, api.latencies))
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # the bot has stopped polling
+
+    asyncio.run(main())
+
+
+async def serve(generator: Generator, load: Load) -> tuple[float, list[float]]:
+    """Replies per second and reply latencies (seconds) of the bot under ``load``."""
+    parent, child = multiprocessing.Pipe()
+    fake = multiprocessing.get_context("spawn").Process(target=api_process, args=(load, child), daemon=True)
+    fake.start()
     with tempfile.TemporaryDirectory() as folder:
         sessions = open_database(f"sqlite:///{Path(folder) / 'bench.sqlite3'}")
         manager = DialogueManager(generator, sql_transaction(sessions))
-        async with ClosedLoopApi(chats, turns) as api:
-            app = build_application(TOKEN, api.url, manager, Access(per_minute=0), pace=False)
-            assert app.updater is not None
-            async with app:
-                await app.updater.start_polling(poll_interval=0, timeout=1)
-                await app.start()
-                started = time.perf_counter()
-                for chat in api.left:
-                    api.ask(chat)
-                await asyncio.wait_for(api.done.wait(), timeout=1800)
-                elapsed = time.perf_counter() - started
-                await app.updater.stop()
-                await app.stop()
+        app = build_application(TOKEN, parent.recv(), manager, Access(per_minute=0), pace=False)
+        assert app.updater is not None
+        async with app:
+            await app.updater.start_polling(poll_interval=0, timeout=1)
+            await app.start()
+            parent.send("go")
+            elapsed, latencies = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+            await app.updater.stop()
+            await app.stop()
+        parent.send("stop")
         sessions.kw["bind"].dispose()
-    return len(api.latencies) / elapsed, api.latencies
+    fake.join(timeout=10)
+    return len(latencies) / elapsed, latencies
 
 
 def milliseconds(values: list[float], share: int) -> float:
@@ -98,27 +151,33 @@ def milliseconds(values: list[float], share: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chats", type=int, default=100)
-    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--rates", default="500,50", help="messages per second of each open-loop load")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long the open-loop load lasts")
+    parser.add_argument("--turns", type=int, default=10, help="messages per chat of the closed-loop load")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    rates = [float(rate) for rate in args.rates.split(",")]
     torch.set_num_threads(args.threads)
-    random.seed(0)
     generator = ResponseGenerator(default_model_dir(), quantized=True)
     generator.load()
+    loads = {f"open loop, {rate:g} msg/s": Load(args.chats, rate=rate, seconds=args.seconds) for rate in rates}
+    loads["closed loop (ceiling)"] = Load(args.chats, turns=args.turns)
     print(f"# {datetime.now():%Y-%m-%d %H:%M} · command: python {' '.join(sys.argv)}")
-    print("| generation | replies/s | latency p50 ms | latency p95 ms | model calls | mean batch |")
-    print("|---|---|---|---|---|---|")
-    batcher = MicroBatchGenerator(generator, args.max_batch)
-    for name, chosen in (("one by one (threads)", generator), (f"micro-batched (≤ {args.max_batch})", batcher)):
-        rate, latencies = asyncio.run(serve(chosen, args.chats, args.turns))
-        calls = len(batcher.batch_sizes) if chosen is batcher else len(latencies)
-        mean = statistics.mean(batcher.batch_sizes) if chosen is batcher else 1.0
-        print(
-            f"| {name} | {rate:.1f} | {milliseconds(latencies, 50):.1f} | {milliseconds(latencies, 95):.1f} "
-            f"| {calls} | {mean:.1f} |"
-        )
-    batcher.close()
+    print("| load | generation | replies/s | latency p50 ms | latency p95 ms | model calls | mean batch |")
+    print("|---|---|---|---|---|---|---|")
+    for load_name, load in loads.items():
+        for name, max_batch in (("one by one (threads)", 0), (f"micro-batched (≤ {args.max_batch})", args.max_batch)):
+            batcher = MicroBatchGenerator(generator, max_batch) if max_batch else None
+            rate, latencies = asyncio.run(serve(batcher or generator, load))
+            sizes = batcher.batch_sizes if batcher else [1] * len(latencies)
+            print(
+                f"| {load_name} | {name} | {rate:.1f} | {milliseconds(latencies, 50):.1f} "
+                f"| {milliseconds(latencies, 95):.1f} | {len(sizes)} | {statistics.mean(sizes):.1f} |",
+                flush=True,
+            )
+            if batcher:
+                batcher.close()
 
 
 if __name__ == "__main__":
