@@ -303,6 +303,15 @@ def _login_name() -> str:
         return "user"
 
 
+def reply_printer(colour: bool) -> Callable[[str], None]:
+    """Print a REPL reply, in the terminal's cyan when ``colour`` (a terminal that shows colour, and no NO_COLOR)."""
+
+    def show(text: str) -> None:
+        click.echo(click.style(text, fg="cyan") if colour else text, color=colour)
+
+    return show
+
+
 @cli.command()
 @model_option()
 @db_option()
@@ -328,12 +337,15 @@ def chat(
 ) -> None:
     """Talk to the bot in the terminal.
 
-    With a terminal: line editing and input history. With piped input: one message per line, exactly one reply
-    line per message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset
-    (start a new conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N,
-    /temperature T, /topp P and /settings [reset] (your decoding settings, stored with you; the decoding flags
-    set the defaults), /why (how the last reply was made), /export (this conversation as text, on one line when
-    piped), /forget (delete everything stored about you), /stats and /model (the database and the model), /quit.
+    With a terminal: line editing and input history, replies in colour (not with NO_COLOR set or TERM=dumb),
+    Ctrl-C clears the line, Ctrl-D quits. With piped input: one message per line, exactly one reply line per
+    message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset (start a new
+    conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N, /temperature T, /topp P
+    and /settings [reset] (your decoding settings, stored with you; the decoding flags set the defaults), /why
+    (how the last reply was made: model, decoding, score, then a table of the context pieces each reply piece
+    attended to, its probability and the likeliest other pieces, and the replies a beam finds), /export (this
+    conversation as text, on one line when piped), /forget (delete everything stored about you), /stats and
+    /model (the database and the model), /quit.
     """
     from chatbot.channels import repl
 
@@ -342,7 +354,9 @@ def chat(
     name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
-        repl.run_interactive(manager, name, history, click.echo, "Type a message; /help for commands, /quit to leave.")
+        colour = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
+        greeting = "Type a message; /help for commands, /quit to leave."
+        repl.run_interactive(manager, name, history, reply_printer(colour), greeting)
     else:
         repl.run_piped(manager, name, sys.stdin, sys.stdout)
 

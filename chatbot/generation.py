@@ -20,6 +20,7 @@ from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.generator import Generated
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
+from chatbot.explanation import explain, render
 from chatbot.quantization import quantize
 from chatbot.search import generate
 from chatbot.text.batching import pad
@@ -88,6 +89,12 @@ class ResponseGenerator:
             Generated(text if confidence >= config.min_confidence else None, confidence, model, settings)
             for text, confidence in scored
         ]
+
+    def explain(self, history: Sequence[Turn], reply: str) -> str:
+        """Why the model answered ``history`` with ``reply``: a table of what it attended to and weighed at each
+        piece, and the replies a beam finds (explanation.py)."""
+        context = history_context(history, self.context.history_turns)
+        return render(explain(self.load(), context, reply, self.decode_config))
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""

@@ -68,6 +68,10 @@ class MicroBatchGenerator:
         self._requests.put(request)
         return request.answer.result()
 
+    def explain(self, history: Sequence[Turn], reply: str) -> str:
+        """The generator's explanation, made in the calling thread (rare, and not worth a batch)."""
+        return self.generator.explain(history, reply)
+
     def close(self) -> None:
         """Stop the worker once the requests queued before this call are answered."""
         self._requests.put(None)

@@ -1,8 +1,9 @@
 """The terminal REPL: lines in, replies out, through the DialogueManager.
 
 Two modes. Piped (stdin is not a terminal): one message per input line and exactly one reply line per message on
-stdout, so scripts can pair them up; blank lines are skipped, ``/quit`` ends. Interactive (a terminal):
-prompt_toolkit gives line editing and a persistent input history; Ctrl-C clears the line and Ctrl-D quits.
+stdout, so scripts can pair them up (a reply's line breaks become spaces); blank lines are skipped, ``/quit`` ends.
+Interactive (a terminal): prompt_toolkit gives line editing and a persistent input history; Ctrl-C clears the line
+and Ctrl-D quits; replies keep their line breaks (the tables of /why and /history), and ``show`` may colour them.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ REPL_HELP = " /quit leaves."
 
 
 def answer(manager: DialogueManager, user: str, line: str) -> str | None:
-    """The one-line answer to an input line, or None when the line asks to quit."""
+    """The answer to an input line, or None when the line asks to quit."""
     command = parse_command(line)
     if command is not None and command.name in QUIT_COMMANDS:
         return None
     reply = manager.respond(CHANNEL, user, line, admin=True)  # whoever runs the terminal owns the database
-    text = reply.text + (REPL_HELP if command is not None and command.name == "help" else "")
-    return " ".join(text.splitlines())  # one line per reply, whatever the generator produced
+    return reply.text + (REPL_HELP if command is not None and command.name == "help" else "")
 
 
 def run_piped(manager: DialogueManager, user: str, lines: Iterable[str], out: TextIO) -> None:
@@ -39,7 +39,7 @@ def run_piped(manager: DialogueManager, user: str, lines: Iterable[str], out: Te
         text = answer(manager, user, message)
         if text is None:
             return
-        out.write(text + "\n")
+        out.write(" ".join(text.splitlines()) + "\n")  # one line per reply, whatever the generator produced
         out.flush()
 
 

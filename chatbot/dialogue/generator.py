@@ -49,6 +49,10 @@ class Generator(Protocol):
         """The bot's next message, decoded with ``settings`` laid over the defaults."""
         ...
 
+    def explain(self, history: Sequence[Turn], reply: str) -> str | None:
+        """Why ``reply`` answered ``history``, as text for /why (None: this generator cannot say)."""
+        ...
+
 
 class EchoGenerator:
     """Replies by echoing the user's last message; deterministic and instant, for testing the layers above."""
@@ -74,6 +78,9 @@ class EchoGenerator:
         self.calls.append(tuple(history))
         self.settings.append(settings.over(self.default_settings))
         return Generated(self.echo(history), 1.0, self.model_name, dataclasses.asdict(self.settings[-1]))
+
+    def explain(self, history: Sequence[Turn], reply: str) -> str | None:
+        return f"Echoed {history[-1].text!r}, the last of {len(history)} turns." if history else None
 
     @staticmethod
     def echo(history: Sequence[Turn]) -> str:

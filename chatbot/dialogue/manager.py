@@ -30,7 +30,15 @@ from chatbot.dialogue.settings import COMMAND_FIELDS, DecodeSettings, SettingErr
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.locking import ConversationLock
 from chatbot.storage.maintenance import database_stats
-from chatbot.storage.store import Clock, ConversationStore, Provenance, StoredUser, Transaction, utc_now
+from chatbot.storage.store import (
+    Clock,
+    ConversationStore,
+    Provenance,
+    ProvenReply,
+    StoredUser,
+    Transaction,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +179,12 @@ class DialogueManager:
                 return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
             if command.name in ADMIN_COMMANDS and not admin:
                 return Reply(texts.ADMIN_ONLY_TEXT, is_command=True)
-            answer = _answer_command(store, user, command, self.generator)
+            if command.name == "why":  # read here; the model explains after the transaction ends
+                last, history = _last_reply(store, user.id, self.generator.history_turns)
+            else:
+                answer = _answer_command(store, user, command, self.generator)
+        if command.name == "why":
+            answer = _why(last, history, self.generator)
         return Reply(answer, is_command=True)
 
 
@@ -188,8 +201,6 @@ def _answer_command(store: ConversationStore, user: StoredUser, command: Command
         return _transcript(store.recent_turns(current(user.id), EXPORT_LIMIT))
     if command.name == "history":
         return _history(store, current(user.id), command.argument, generator.history_turns)
-    if command.name == "why":
-        return _why(store, user.id)
     if command.name == "settings" or command.name in COMMAND_FIELDS:
         return _settings(store, user, command, generator.default_settings)
     if command.name == "stats":
@@ -232,14 +243,25 @@ def _transcript(turns: list[Turn]) -> str:
     return "\n".join(lines) if lines else texts.EMPTY_EXPORT_TEXT
 
 
-def _why(store: ConversationStore, user_id: int) -> str:
-    """How the newest reply of the user's conversation was made."""
-    found = store.last_provenance(store.current_conversation(user_id))
-    if found is None:
+def _last_reply(store: ConversationStore, user_id: int, context_turns: int) -> tuple[ProvenReply | None, list[Turn]]:
+    """The newest generated reply of the user's conversation and the turns it answered (as the model read them)."""
+    conversation_id = store.current_conversation(user_id)
+    last = store.last_provenance(conversation_id)
+    if last is None or last.reply_to_id is None:
+        return last, []
+    return last, store.recent_turns(conversation_id, context_turns, through=last.reply_to_id)
+
+
+def _why(last: ProvenReply | None, history: list[Turn], generator: Generator) -> str:
+    """/why: how the newest reply was made (model, decoding, score, latency) and, where the generator can say,
+    why it chose those words."""
+    if last is None:
         return texts.NO_WHY_TEXT
-    text, provenance = found
+    provenance = last.provenance
     decoding = ", ".join(f"{name} {value}" for name, value in provenance.decoding.items())
     score = "none" if provenance.score is None else f"{provenance.score:.3f}"
-    return texts.WHY_TEXT.format(
-        text=text, model=provenance.model, decoding=decoding, score=score, latency=provenance.latency_ms
+    summary = texts.WHY_TEXT.format(
+        text=last.text, model=provenance.model, decoding=decoding, score=score, latency=provenance.latency_ms
     )
+    explanation = generator.explain(history, last.text) if history else None
+    return summary if explanation is None else f"{summary}\n\n{explanation}"

@@ -51,6 +51,16 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class ProvenReply:
+    """A stored generated reply: its text, how it was made, and the id of the user turn it answered (None for
+    replies stored before schema 0002 recorded it)."""
+
+    text: str
+    provenance: Provenance
+    reply_to_id: int | None
+
+
+@dataclass(frozen=True)
 class EarlierMessage:
     """An incoming message that was stored before under the same channel message id, and the reply stored to it,
     if any (``reply_delivered``: the channel confirmed sending that reply)."""
@@ -271,11 +281,11 @@ class ConversationStore:
             update(models.Message).where(models.Message.id == turn_id).values(channel_message_id=channel_message_id)
         )
 
-    def last_provenance(self, conversation_id: int) -> tuple[str, Provenance] | None:
+    def last_provenance(self, conversation_id: int) -> ProvenReply | None:
         """The conversation's newest reply that has a provenance, with it."""
         message, provenance = models.Message, models.ReplyProvenance
         row = self.session.execute(
-            select(message.text, provenance)
+            select(message.text, message.reply_to_id, provenance)
             .join(provenance, provenance.message_id == message.id)
             .where(message.conversation_id == conversation_id)
             .order_by(message.id.desc())
@@ -283,8 +293,10 @@ class ConversationStore:
         ).first()
         if row is None:
             return None
-        text, stored = row
-        return text, Provenance(stored.model, dict(stored.decoding), stored.score, stored.latency_ms)
+        text, reply_to_id, stored = row
+        return ProvenReply(
+            text, Provenance(stored.model, dict(stored.decoding), stored.score, stored.latency_ms), reply_to_id
+        )
 
     # Privacy and export
 

@@ -13,6 +13,7 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from chatbot.channels.repl import run_interactive, run_piped
+from chatbot.cli import reply_printer
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from tests.database import ScratchDatabase
@@ -50,6 +51,22 @@ def test_interactive_loop_keeps_history_and_quits_on_ctrl_d(
     assert stat.S_IMODE(history.stat().st_mode) == 0o600
 
 
+def test_interactive_replies_keep_their_line_breaks(
+    manager: DialogueManager, keyboard: PipeInput, tmp_path: Path
+) -> None:
+    shown: list[str] = []
+    keyboard.send_text("hello\r/history\r\x04")
+    run_interactive(manager, "ann", tmp_path / "history", shown.append, "welcome")
+    assert shown[-1] == "you: hello\nbot: echo: hello"  # piped, the same reply is one line
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_replies_are_coloured_only_when_asked(colour: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    reply_printer(colour)("hello")
+    printed = capsys.readouterr().out
+    assert printed == ("\x1b[36mhello\x1b[0m\n" if colour else "hello\n")
+
+
 def test_ctrl_c_abandons_the_line_and_quit_leaves(
     manager: DialogueManager, keyboard: PipeInput, tmp_path: Path
 ) -> None:
@@ -61,7 +78,7 @@ def test_ctrl_c_abandons_the_line_and_quit_leaves(
 
 def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The installed command in a pseudo-terminal (TERM=dumb): a greeting and prompt, a reply, Ctrl-C abandoning
-    a half-typed line, a command, and Ctrl-D leaving with exit status 0."""
+    a half-typed line, /history, the /why table, and Ctrl-D leaving with exit status 0."""
     import os
     import sys
 
@@ -93,6 +110,10 @@ def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -
         at_prompt()
         child.sendline("/history 1")
         child.expect_exact("bot: yes, a cat named pepper")
+        at_prompt()
+        child.sendline("/why")
+        child.expect_exact("looked at (attention)")
+        child.expect_exact("Replies a beam search finds for this context")
         at_prompt()
         child.sendcontrol("d")
         child.expect(pexpect.EOF)

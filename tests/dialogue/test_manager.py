@@ -229,6 +229,10 @@ def test_why_tells_how_the_last_reply_was_made(store: ScratchDatabase) -> None:
         "Score: 1.000",
     ]
     assert why[4].startswith("Generated in ") and why[4].endswith(" ms")
+    assert why[5:] == ["", "Echoed 'hello', the last of 1 turns."]  # the generator's own explanation
+    manager.respond("test", "a", "again")
+    manager.respond("test", "a", "/history")  # a command between: /why still explains the last reply
+    assert manager.respond("test", "a", "/why").text.endswith("Echoed 'again', the last of 3 turns.")
 
 
 def test_a_blocked_user_is_neither_answered_nor_stored(store: ScratchDatabase) -> None:

@@ -14,7 +14,7 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage import models
 from chatbot.storage.engine import open_database
-from chatbot.storage.store import Provenance, Selection, Transaction, sql_transaction
+from chatbot.storage.store import Provenance, ProvenReply, Selection, Transaction, sql_transaction
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transact
         store.mark_delivered(answered, "101")
         assert store.earlier(user, "100") == _earlier(conversation, asked, answered, "hello", True)
         assert store.earlier(user, "101") is None  # the bot's own message id is not an incoming message
-        assert store.last_provenance(conversation) == ("hello", provenance)
+        assert store.last_provenance(conversation) == ProvenReply("hello", provenance, reply_to_id=asked)
         store.end_conversation(conversation)
     with transaction() as store:  # a new session: the message is still recognised
         assert store.earlier(user, "100") == _earlier(conversation, asked, answered, "hello", True)
