@@ -179,18 +179,15 @@ class DialogueManager:
                 return Reply(texts.FORGET_TEXT.format(count=store.forget(channel, external_id)), is_command=True)
             if command.name in ADMIN_COMMANDS and not admin:
                 return Reply(texts.ADMIN_ONLY_TEXT, is_command=True)
-            if command.name == "why":  # read here; the model explains after the transaction ends
-                last, history = _last_reply(store, user.id, self.generator.history_turns)
-            else:
-                answer = _answer_command(store, user, command, self.generator)
-        if command.name == "why":
-            answer = _why(last, history, self.generator)
-        return Reply(answer, is_command=True)
+            if command.name != "why":
+                return Reply(_answer_command(store, user, command, self.generator), is_command=True)
+            last, history = _last_reply(store, user.id, self.generator.history_turns)
+        return Reply(_why(last, history, self.generator), is_command=True)  # the model runs after the transaction
 
 
 def _answer_command(store: ConversationStore, user: StoredUser, command: Command, generator: Generator) -> str:
-    """The core's answer to a command other than /forget (admin commands: the caller checked), read and written
-    through ``store``."""
+    """The core's answer to a command other than /forget and /why (admin commands: the caller checked), read and
+    written through ``store``."""
     current = store.current_conversation
     if command.name == "help":
         return texts.HELP_TEXT
