@@ -126,7 +126,7 @@ def generated_reply_quality(bundle: ModelBundle, pairs: Sequence[EncodedPair], d
         started = time.perf_counter()
         source = torch.tensor([pair.source])
         best = generate(bundle.model, source, tokenizer.bos_id, tokenizer.eos_id, decode, neutral=neutral)[0][0]
-        replies.append(" ".join(tokenizer.decode(best.tokens).split()))
+        replies.append(tokenizer.decode_clean(best.tokens))
         seconds.append(time.perf_counter() - started)
-        references.append(" ".join(tokenizer.decode(pair.target).split()))
+        references.append(tokenizer.decode_clean(pair.target))
     return measure(replies, references, seconds)

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 import torch
 
 from chatbot.config import DecodeConfig
+from chatbot.model.seq2seq import Seq2Seq
 from chatbot.search import generate
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training.checkpoint import ModelBundle
 
 ATTENDED = 3  # context pieces shown per reply piece
 CONSIDERED = 3  # other candidate pieces shown per reply piece
 ALTERNATIVES = 5  # whole replies from the beam
-END = "</s>"
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,11 @@ class Explanation:
     alternatives: list[tuple[str, float]]
 
 
-def explain(bundle: ModelBundle, context: str, reply: str, config: DecodeConfig) -> Explanation:
-    """Take ``reply`` to ``context`` (the text the model read, as history_context builds it) apart with the
-    model of ``bundle``; ``config`` decodes the alternatives (as a beam of ALTERNATIVES)."""
-    tokenizer, model = bundle.tokenizer, bundle.model
-    source_ids = tokenizer.encode(context)[-bundle.context.max_source_tokens :] or [tokenizer.unk_id]
+def explain(
+    model: Seq2Seq, tokenizer: Tokenizer, source_ids: list[int], reply: str, config: DecodeConfig
+) -> Explanation:
+    """Take ``reply`` to the context the model read as ``source_ids`` apart; ``config`` decodes the alternatives
+    (as a beam of ALTERNATIVES)."""
     reply_ids = tokenizer.encode(reply)[: config.max_length]
     source = torch.tensor([source_ids])  # (1, src_len)
     target_in = torch.tensor([[tokenizer.bos_id, *reply_ids]])  # (1, reply_len + 1)
@@ -68,7 +67,7 @@ def explain(bundle: ModelBundle, context: str, reply: str, config: DecodeConfig)
         _step(tokenizer, context_pieces, piece, probabilities[index], weights[0, index])
         for index, piece in enumerate(chosen)
     ]
-    alternatives = [(" ".join(tokenizer.decode(other.tokens).split()), other.confidence) for other in found]
+    alternatives = [(tokenizer.decode_clean(other.tokens), other.confidence) for other in found]
     return Explanation(context_pieces, steps, alternatives)
 
 

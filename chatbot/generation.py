@@ -25,6 +25,7 @@ from chatbot.quantization import quantize
 from chatbot.search import generate
 from chatbot.text.batching import pad
 from chatbot.text.pairs import OTHER_TURN, history_context
+from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint
 
 HASH_CHARS = 12  # of the weights' SHA-256: enough to tell models apart, short enough to read
@@ -93,8 +94,13 @@ class ResponseGenerator:
     def explain(self, history: Sequence[Turn], reply: str) -> str:
         """Why the model answered ``history`` with ``reply``: a table of what it attended to and weighed at each
         piece, and the replies a beam finds (explanation.py)."""
-        context = history_context(history, self.context.history_turns)
-        return render(explain(self.load(), context, reply, self.decode_config))
+        bundle = self.load()
+        source = self._source_ids(bundle.tokenizer, history_context(history, self.context.history_turns))
+        return render(explain(bundle.model, bundle.tokenizer, source, reply, self.decode_config))
+
+    def _source_ids(self, tokenizer: Tokenizer, context: str) -> list[int]:
+        """What the model reads of a context text: its last ``max_source_tokens`` piece ids (unk for none)."""
+        return tokenizer.encode(context)[-self.context.max_source_tokens :] or [tokenizer.unk_id]
 
     def generate(self, contexts: Sequence[str]) -> list[str]:
         """Replies for several context texts at once, decoded as one batch."""
@@ -105,7 +111,7 @@ class ResponseGenerator:
         generator's), each with its confidence."""
         bundle = self.load()
         tokenizer = bundle.tokenizer
-        rows = [tokenizer.encode(text)[-self.context.max_source_tokens :] or [tokenizer.unk_id] for text in contexts]
+        rows = [self._source_ids(tokenizer, text) for text in contexts]
         neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
         with torch.inference_mode():
             hypotheses = generate(
@@ -116,4 +122,4 @@ class ResponseGenerator:
                 config or self.decode_config,
                 neutral=neutral,
             )
-        return [(" ".join(tokenizer.decode(best[0].tokens).split()), best[0].confidence) for best in hypotheses]
+        return [(tokenizer.decode_clean(best[0].tokens), best[0].confidence) for best in hypotheses]

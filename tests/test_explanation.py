@@ -9,14 +9,20 @@ import pytest
 from chatbot.dialogue.types import Role, Turn
 from chatbot.explanation import ALTERNATIVES, ATTENDED, CONSIDERED, explain, render
 from chatbot.generation import ResponseGenerator
+from chatbot.training.checkpoint import ModelBundle
 
 QUESTION, ANSWER = "do you have any pets?", "yes, a cat named pepper"
+
+
+def source_ids(bundle: ModelBundle, question: str) -> list[int]:
+    """The piece ids of a one-turn context asking ``question``."""
+    return bundle.tokenizer.encode(f"<usr> {question}")
 
 
 def test_each_reply_piece_has_its_attention_probability_and_rivals(tiny_model_dir: Path) -> None:
     generator = ResponseGenerator(tiny_model_dir)
     bundle = generator.load()
-    explanation = explain(bundle, f"<usr> {QUESTION}", ANSWER, generator.decode_config)
+    explanation = explain(bundle.model, bundle.tokenizer, source_ids(bundle, QUESTION), ANSWER, generator.decode_config)
     pieces = bundle.tokenizer.pieces(bundle.tokenizer.encode(ANSWER))
     assert [step.piece for step in explanation.steps] == [*pieces, "</s>"]
     assert explanation.context == bundle.tokenizer.pieces(bundle.tokenizer.encode(f"<usr> {QUESTION}"))
@@ -50,6 +56,7 @@ def test_the_table_is_readable_text(tiny_model_dir: Path) -> None:
 def test_any_reply_can_be_explained(tiny_model_dir: Path, reply: str) -> None:
     """An empty reply or words the model would never say are explained too (low probabilities, no error)."""
     generator = ResponseGenerator(tiny_model_dir)
-    explanation = explain(generator.load(), f"<usr> {QUESTION}", reply, generator.decode_config)
+    bundle = generator.load()
+    explanation = explain(bundle.model, bundle.tokenizer, source_ids(bundle, QUESTION), reply, generator.decode_config)
     assert explanation.steps[-1].piece == "</s>"
     assert render(explanation).count("\n") >= 4

@@ -184,14 +184,15 @@ def build_application(
     poll's own wait); a call that times out is retried like a 5xx."""
     _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
+    client = functools.partial(AiohttpRequest, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout)
     application = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         # PTB's own httpx client caps the bot at ~200 replies/s on 2 cores (aiohttp_request.py).
-        .request(AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
-        .get_updates_request(AiohttpRequest(1, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
+        .request(client())
+        .get_updates_request(client(connection_pool_size=1))
         .rate_limiter(_rate_limiter(pace))
         .concurrent_updates(PerChatOrder())  # chats in parallel, each chat's messages in order
         .post_init(_register_commands)
@@ -368,10 +369,11 @@ async def _typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
     """Show "typing" in the chat from TYPING_DELAY_SECONDS after the block starts until it ends (a block that
     ends sooner shows nothing and costs nothing but a timer)."""
     done = asyncio.Event()
-    indicator: list[asyncio.Task[None]] = []
+    indicator: asyncio.Task[None] | None = None
 
     def start() -> None:
-        indicator.append(asyncio.create_task(_keep_typing(context, chat_id, done)))
+        nonlocal indicator
+        indicator = asyncio.create_task(_keep_typing(context, chat_id, done))
 
     timer = asyncio.get_running_loop().call_later(TYPING_DELAY_SECONDS, start)
     try:
@@ -380,8 +382,8 @@ async def _typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
         timer.cancel()
         done.set()
         # Let an action in flight land first: one arriving after the reply would show "typing" for 5 s more.
-        if indicator:
-            await indicator[0]
+        if indicator is not None:
+            await indicator
 
 
 async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> None:

@@ -80,5 +80,9 @@ class Tokenizer:
         """Join subword ids back into text, dropping special ids."""
         return str(self._processor.decode([i for i in ids if i > EOS_ID]))
 
+    def decode_clean(self, ids: Sequence[int]) -> str:
+        """``decode``, with runs of whitespace collapsed to one space and none at the ends: a reply as shown."""
+        return " ".join(self.decode(ids).split())
+
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [str(self._processor.id_to_piece(i)) for i in ids]
