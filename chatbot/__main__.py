@@ -2,4 +2,5 @@
 
 from chatbot.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing's spawn imports this module in a child process
+    main()

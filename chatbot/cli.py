@@ -6,6 +6,7 @@ Heavy imports (torch, the model) happen inside the commands that need them, so `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import getpass
@@ -267,15 +268,17 @@ def _build_manager(
     decode: dict[str, Any],
     quantize: bool,
     session_timeout: str,
-    max_batch: int = 1,
+    batching: tuple[int, int, contextlib.ExitStack] | None = None,
 ) -> DialogueManager:
     """The DialogueManager over the model and the database, both checked before the first message; ``decode``
-    holds the decoding flags (None where not given). With ``max_batch`` above 1, replies asked for at the same
-    moment are generated together (micro_batch.py)."""
+    holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
+    the stack that stops what it starts), replies asked for at the same moment are generated together
+    (micro_batch.py), by the model in a process of its own (model_process.py)."""
     from chatbot.dialogue.generator import Generator
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
     from chatbot.micro_batch import MicroBatchGenerator
+    from chatbot.model_process import ModelProcess
     from chatbot.storage.engine import open_database
     from chatbot.storage.locking import conversation_lock
     from chatbot.storage.store import sql_transaction
@@ -285,7 +288,14 @@ def _build_manager(
     sessions = open_database(db_url or default_db_url())
     generator.load()
     shared_lock = conversation_lock(sessions.kw["bind"])
-    answerer: Generator = MicroBatchGenerator(generator, max_batch) if max_batch > 1 else generator
+    answerer: Generator = generator
+    if batching is not None:
+        max_batch, threads, resources = batching
+        model_process = ModelProcess(model_dir, generator.decode_config, quantize, threads)
+        resources.callback(model_process.close)
+        batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
+        resources.callback(batcher.close)  # callbacks run last first: the batcher drains before the process stops
+        answerer = batcher
     return DialogueManager(
         answerer, sql_transaction(sessions), _session_timeout(session_timeout), shared_lock=shared_lock
     )
@@ -720,7 +730,8 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
     show_default=True,
     type=click.IntRange(min=1),
     metavar="N",
-    help="Replies for chats waiting at the same moment are generated in one model call of up to N (1: one by one).",
+    help="Replies for chats waiting at the same moment are generated in one model call of up to N, by the model in "
+    "a process of its own (1: one by one, in the bot's process).",
 )
 @model_option()
 @db_option()
@@ -761,8 +772,10 @@ def telegram(
         webhook = Webhook(webhook_url, webhook_secret or new_webhook_secret(), listen, port)
     _set_threads(threads)
     access = Access(frozenset(allowed), frozenset(admins), rate_limit)
-    manager = _build_manager(model, db, decode, quantize, session_timeout, max_batch)
-    run_telegram(token, api_url, manager, webhook, access)
+    with contextlib.ExitStack() as resources:
+        batching = (max_batch, threads, resources) if max_batch > 1 else None
+        manager = _build_manager(model, db, decode, quantize, session_timeout, batching)
+        run_telegram(token, api_url, manager, webhook, access)
 
 
 @cli.group("db", cls=ChatbotGroup)

@@ -6,7 +6,8 @@ first waiting request together with every other one already queued (up to ``max_
 config (a batch decodes with one config), and runs one ``ResponseGenerator.replies`` call per group. Nothing
 waits on purpose: under light load a request is served alone at once; under heavy load requests pile up while a
 batch runs, and the next batch takes them all. The model runs in that one thread only, so concurrent chats no
-longer compete for the CPU cores with several model calls at a time.
+longer compete for the CPU cores with several model calls at a time. Given ``replies`` (a ModelProcess's, see
+model_process.py), the batches are computed there instead, in a process of its own.
 
 Batched replies can differ from replies generated alone where the model is int8-quantized: dynamic quantization
 scales each batch's activations together.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ from chatbot.dialogue.types import Turn
 from chatbot.generation import ResponseGenerator
 
 MAX_BATCH = 32
+# ResponseGenerator.replies's signature: histories and one decode config in, one reply per history out.
+Replies = Callable[[Sequence[Sequence[Turn]], DecodeConfig], list[Generated]]
 
 
 @dataclass
@@ -38,13 +41,17 @@ class _Request:
 
 class MicroBatchGenerator:
     """The Generator the dialogue manager uses when many conversations run at once: ``generator``'s replies, made
-    in shared batches of at most ``max_batch`` by one worker thread (``close`` stops it)."""
+    in shared batches of at most ``max_batch`` by one worker thread (``close`` stops it) with ``replies``
+    (default: ``generator.replies``, in that thread)."""
 
-    def __init__(self, generator: ResponseGenerator, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, generator: ResponseGenerator, max_batch: int = MAX_BATCH, replies: Replies | None = None
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.generator = generator
         self.max_batch = max_batch
+        self._replies = replies
         self.batch_sizes: list[int] = []  # of every model call, for tests and benchmarks
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._serve, name="micro-batch", daemon=True)
@@ -102,7 +109,7 @@ class MicroBatchGenerator:
         for config, group in by_config.items():
             self.batch_sizes.append(len(group))
             try:
-                generated = self.generator.replies([request.history for request in group], config)
+                generated = (self._replies or self.generator.replies)([request.history for request in group], config)
             except Exception as error:  # handed to the waiting callers, who raise it in their own threads
                 for request in group:
                     request.answer.set_exception(error)
