@@ -1,6 +1,8 @@
 """Telegram serving: 100 chats talking at once to `chatbot telegram`'s Application (the real python-telegram-bot,
-the shipped model, SQLite) through the loopback fake Bot API of the tests, with and without micro-batched
-generation, side by side in one run.
+the shipped model, SQLite) through the loopback fake Bot API of the tests, side by side in one run: replies
+generated one by one in the handler threads, micro-batched in the bot's process, and micro-batched by the model
+in a process of its own (as `chatbot telegram` runs it); and, for reference, an echo generator in place of the
+model, which leaves the serving path alone (PTB, the manager, SQLite).
 
 The fake API runs in a process of its own, as Telegram's servers are not in the bot's process. Two loads:
   - open loop (the goal's load): the chats send ``--rates`` messages a second between them, taking turns, for
@@ -9,7 +11,9 @@ The fake API runs in a process of its own, as Telegram's servers are not in the 
     times, so the bot is always saturated; replies per second here is the most the bot can do.
 A reply's latency runs from the message being queued at the fake API to the reply reaching it, so it holds
 the long poll's pickup and both HTTP calls as well as the handler. The fake answers at once and the per-user rate
-limit is off, so the Bot API's own limits (which the rate limiter enforces) are not in the figures.
+limit is off, so the Bot API's own limits (which the rate limiter enforces) are not in the figures. Each run
+also reports the CPU time per reply of each process (the bot's, the model's, the fake API's): on a machine with
+few cores they share the cores, so their sum per reply bounds the replies per second the machine can serve.
 
     python bench/telegram_throughput.py [--chats 100] [--rates 500,50] [--seconds 10] [--turns 10] [--max-batch 32]
 """
@@ -20,11 +24,13 @@ import argparse
 import asyncio
 import collections
 import multiprocessing
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -36,10 +42,11 @@ from aiohttp import web
 
 from chatbot.channels.telegram import Access, build_application
 from chatbot.cli import default_model_dir
-from chatbot.dialogue.generator import Generator
+from chatbot.dialogue.generator import EchoGenerator, Generator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.generation import ResponseGenerator
 from chatbot.micro_batch import MicroBatchGenerator
+from chatbot.model_process import ModelProcess
 from chatbot.storage.engine import open_database
 from chatbot.storage.store import sql_transaction
 
@@ -107,22 +114,34 @@ class LoadApi(FakeBotApi):
 
 
 def api_process(load: Load, pipe: Connection) -> None:
-    """The fake API's process: send its URL, wait for "go", run the load, send back (elapsed, latencies)."""
+    """The fake API's process: send its URL, wait for "go", run the load, send back (elapsed, latencies, CPU
+    seconds it used)."""
 
     async def main() -> None:
         random.seed(0)
         async with LoadApi(load) as api:
             pipe.send(api.url)
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+            cpu = time.process_time()
             elapsed = await api.run()
-            pipe.send((elapsed, api.latencies))
+            pipe.send((elapsed, api.latencies, time.process_time() - cpu))
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # the bot has stopped polling
 
     asyncio.run(main())
 
 
-async def serve(generator: Generator, load: Load) -> tuple[float, list[float]]:
-    """Replies per second and reply latencies (seconds) of the bot under ``load``."""
+@dataclass(frozen=True)
+class Served:
+    """What one run measured: replies per second, each reply's latency (s), and CPU seconds per reply of each
+    process (the bot's, the model's where it has its own, the fake API's)."""
+
+    rate: float
+    latencies: list[float]
+    cpu_per_reply: dict[str, float]
+
+
+async def serve(generator: Generator, load: Load, model_pid: int | None = None) -> Served:
+    """Run the bot (its model in process ``model_pid``, if any) under ``load``."""
     parent, child = multiprocessing.Pipe()
     fake = multiprocessing.get_context("spawn").Process(target=api_process, args=(load, child), daemon=True)
     fake.start()
@@ -134,14 +153,41 @@ async def serve(generator: Generator, load: Load) -> tuple[float, list[float]]:
         async with app:
             await app.updater.start_polling(poll_interval=0, timeout=1)
             await app.start()
+            bot_cpu, model_cpu = time.process_time(), process_cpu(model_pid)
             parent.send("go")
-            elapsed, latencies = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+            elapsed, latencies, fake_cpu = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+            cpu = {
+                "bot": time.process_time() - bot_cpu,
+                "model": process_cpu(model_pid) - model_cpu,
+                "fake API": fake_cpu,
+            }
             await app.updater.stop()
             await app.stop()
         parent.send("stop")
         sessions.kw["bind"].dispose()
     fake.join(timeout=10)
-    return len(latencies) / elapsed, latencies
+    return Served(len(latencies) / elapsed, latencies, {name: value / len(latencies) for name, value in cpu.items()})
+
+
+def variants(
+    generator: ResponseGenerator, model_process: ModelProcess, max_batch: int
+) -> Iterator[tuple[str, Generator, MicroBatchGenerator | None, int | None]]:
+    """The ways of answering compared, each new: (name, the generator the manager gets, its micro-batcher if
+    any, the model's process id if it has its own)."""
+    yield "no model (echo): the serving path alone", EchoGenerator(), None, None
+    yield "one by one (threads)", generator, None, None
+    batcher = MicroBatchGenerator(generator, max_batch)
+    yield f"micro-batched (≤ {max_batch}), in the bot's process", batcher, batcher, None
+    batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
+    yield f"micro-batched (≤ {max_batch}), model process", batcher, batcher, model_process.pid
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far, from /proc (Linux); 0 for None."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def milliseconds(values: list[float], share: int) -> float:
@@ -164,20 +210,25 @@ def main() -> None:
     loads = {f"open loop, {rate:g} msg/s": Load(args.chats, rate=rate, seconds=args.seconds) for rate in rates}
     loads["closed loop (ceiling)"] = Load(args.chats, turns=args.turns)
     print(f"# {datetime.now():%Y-%m-%d %H:%M} · command: python {' '.join(sys.argv)}")
-    print("| load | generation | replies/s | latency p50 ms | latency p95 ms | model calls | mean batch |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| load | generation | replies/s | latency p50 ms | latency p95 ms | model calls | mean batch "
+        "| CPU ms/reply: bot · model · fake API |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    model_process = ModelProcess(generator.model_dir, generator.decode_config, quantized=True, threads=args.threads)
     for load_name, load in loads.items():
-        for name, max_batch in (("one by one (threads)", 0), (f"micro-batched (≤ {args.max_batch})", args.max_batch)):
-            batcher = MicroBatchGenerator(generator, max_batch) if max_batch else None
-            rate, latencies = asyncio.run(serve(batcher or generator, load))
-            sizes = batcher.batch_sizes if batcher else [1] * len(latencies)
+        for name, answerer, batcher, model_pid in variants(generator, model_process, args.max_batch):
+            served = asyncio.run(serve(answerer, load, model_pid))
+            sizes = batcher.batch_sizes if batcher else [1] * len(served.latencies)
+            cpu = " · ".join(f"{seconds * 1000:.2f}" for seconds in served.cpu_per_reply.values())
             print(
-                f"| {load_name} | {name} | {rate:.1f} | {milliseconds(latencies, 50):.1f} "
-                f"| {milliseconds(latencies, 95):.1f} | {len(sizes)} | {statistics.mean(sizes):.1f} |",
+                f"| {load_name} | {name} | {served.rate:.1f} | {milliseconds(served.latencies, 50):.1f} "
+                f"| {milliseconds(served.latencies, 95):.1f} | {len(sizes)} | {statistics.mean(sizes):.1f} | {cpu} |",
                 flush=True,
             )
             if batcher:
                 batcher.close()
+    model_process.close()
 
 
 if __name__ == "__main__":

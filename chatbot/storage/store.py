@@ -152,6 +152,9 @@ _EARLIER = (
 )
 _ADD_MESSAGE = insert(_message).returning(_message.id)
 _ADD_PROVENANCE = insert(models.ReplyProvenance)
+_MARK_DELIVERED = (
+    update(_message).where(_message.id == bindparam("turn_id")).values(channel_message_id=bindparam("sent_as"))
+)
 _TOUCH_CONVERSATION = (
     update(_conversation)
     .where(_conversation.id == bindparam("conversation_id"))
@@ -277,9 +280,7 @@ class ConversationStore:
 
     def mark_delivered(self, turn_id: int, channel_message_id: str) -> None:
         """Record the channel's id of a sent bot turn: from now on that reply counts as delivered."""
-        self.session.execute(
-            update(models.Message).where(models.Message.id == turn_id).values(channel_message_id=channel_message_id)
-        )
+        self._run(_MARK_DELIVERED, {"turn_id": turn_id, "sent_as": channel_message_id})
 
     def last_provenance(self, conversation_id: int) -> ProvenReply | None:
         """The conversation's newest reply that has a provenance, with it."""
