@@ -616,8 +616,8 @@ def evaluate(
 ) -> None:
     """Measure a model on dialogue logs and print the metrics as JSON: mean loss, token- and word-level
     perplexity (word perplexity is comparable across vocabularies), and under "replies" the quality of replies it
-    generates with the decoding flags (BLEU, unigram F1, distinct-1/2, average length, generic-reply rate, latency
-    p50/p95 in ms)."""
+    generates with the decoding flags (BLEU, unigram F1, distinct-1/2, average length, the shares of generic, empty
+    and looping replies, latency p50/p95 in ms)."""
     _set_threads(threads)
     model_dir = model or default_model_dir()
     measure = functools.partial(_evaluate_one, data=data, split=split, limit=limit, batch_size=batch_size)

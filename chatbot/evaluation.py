@@ -1,5 +1,5 @@
 """Evaluation: how well a model predicts held-out replies (token- and word-level perplexity), and how good the
-replies it generates for them are (reply_quality.py: BLEU, F1, distinct-n, generic replies, latency).
+replies it generates for them are (reply_quality.py: BLEU, F1, distinct-n, generic, empty and looping replies, latency).
 
 Word-level perplexity is exp(total NLL / words), where words are the whitespace words of each reference reply plus
 one for its end. The NLL is the same whatever the tokenizer, so models with different vocabularies compare fairly.

@@ -8,6 +8,9 @@ replies, already lowercased by the tokenizer) and returns one float for the whol
 - ``distinct``: distinct-n of Li et al. 2016, unique n-grams / all n-grams over every reply; low means repetitive.
 - ``average_length``: whitespace words per reply.
 - ``generic_rate``: the share of replies that are stock answers such as "i don't know".
+- ``empty_rate``: the share of replies with no words at all.
+- ``looping_rate``: the share of replies that repeat a stretch of words right after itself, the degenerate loops
+  of maximum-likelihood decoding ("i'm a student and i'm a student and ...").
 - ``latency_percentiles``: p50 and p95 reply time, in milliseconds.
 
 ``measure`` computes them all into one ``ReplyQuality``, which ``dataclasses.asdict`` turns into JSON.
@@ -139,6 +142,30 @@ def generic_rate(hypotheses: Sequence[str], generic: frozenset[str] = GENERIC_RE
     return sum(generic_form(reply) in generic for reply in hypotheses) / len(hypotheses)
 
 
+def empty_rate(hypotheses: Sequence[str]) -> float:
+    """Share of replies (0-1) that hold no word (empty or whitespace only). 0.0 for no replies."""
+    return sum(not reply.split() for reply in hypotheses) / len(hypotheses) if hypotheses else 0.0
+
+
+def is_looping(reply: str) -> bool:
+    """Whether ``reply`` says a stretch of words again right after itself: one word three times in a row ("no no
+    no"), or two or more words twice ("i am here i am here"). This is how a decoder stuck in a loop shows; a word
+    said twice ("very very") or a phrase that comes back later ("i like cats and i like dogs") is not a loop."""
+    words = reply.split()
+    for size in range(1, len(words) // 2 + 1):
+        times = 3 if size == 1 else 2
+        for start in range(len(words) - size * times + 1):
+            unit = words[start : start + size]
+            if all(words[start + k * size : start + (k + 1) * size] == unit for k in range(1, times)):
+                return True
+    return False
+
+
+def looping_rate(hypotheses: Sequence[str]) -> float:
+    """Share of replies (0-1) that ``is_looping``. 0.0 for no replies."""
+    return sum(map(is_looping, hypotheses)) / len(hypotheses) if hypotheses else 0.0
+
+
 def latency_percentiles(seconds: Sequence[float]) -> tuple[float, float]:
     """The median and 95th percentile of reply times given in seconds, returned in milliseconds.
 
@@ -164,6 +191,8 @@ class ReplyQuality:
     distinct_2: float
     average_length: float
     generic_rate: float
+    empty_rate: float
+    looping_rate: float
     latency_p50_ms: float
     latency_p95_ms: float
 
@@ -181,6 +210,8 @@ def measure(hypotheses: Sequence[str], references: Sequence[str], latencies_seco
         distinct_2=distinct(hypotheses, 2),
         average_length=average_length(hypotheses),
         generic_rate=generic_rate(hypotheses),
+        empty_rate=empty_rate(hypotheses),
+        looping_rate=looping_rate(hypotheses),
         latency_p50_ms=latency_p50_ms,
         latency_p95_ms=latency_p95_ms,
     )

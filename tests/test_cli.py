@@ -321,6 +321,7 @@ def test_eval_reports_generated_reply_quality_and_compares_two_models(
     replies = metrics["replies"]
     assert replies["replies"] == 6 and replies["decode"]["strategy"] == "beam" and replies["decode"]["beam_size"] == 3
     assert set(replies) >= {"bleu", "unigram_f1", "distinct_1", "distinct_2", "average_length", "generic_rate"}
+    assert set(replies) >= {"empty_rate", "looping_rate"}
     assert 0 < replies["latency_p50_ms"] <= replies["latency_p95_ms"]
     assert replies["unigram_f1"] > 0.3  # the tiny model learned the sample logs it is scored on
     assert metrics["compare"]["word_perplexity"] == metrics["word_perplexity"]

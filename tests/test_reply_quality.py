@@ -13,10 +13,13 @@ from chatbot.reply_quality import (
     average_length,
     bleu,
     distinct,
+    empty_rate,
     f1_words,
     generic_form,
     generic_rate,
+    is_looping,
     latency_percentiles,
+    looping_rate,
     measure,
     reply_f1,
     unigram_f1,
@@ -97,6 +100,22 @@ def test_generic_rate_on_a_mix() -> None:
     assert generic_rate([]) == 0.0
 
 
+def test_empty_replies_are_those_without_a_word() -> None:
+    assert empty_rate(["", "  \n", "ok", "a b"]) == pytest.approx(2 / 4)
+    assert empty_rate([]) == 0.0
+
+
+def test_a_reply_loops_when_it_says_a_stretch_of_words_again_at_once() -> None:
+    assert is_looping("i'm a student and i'm a student and")
+    assert is_looping("i am here i am here")
+    assert is_looping("well no no no")  # one word: three times in a row
+    assert not is_looping("very very good")  # one word twice is how people talk
+    assert not is_looping("i like cats and i like dogs")  # a phrase coming back later is not a loop
+    assert not is_looping("")
+    assert looping_rate(["ha ha ha ha", "yes", "thank you thank you", "fine"]) == pytest.approx(2 / 4)
+    assert looping_rate([]) == 0.0
+
+
 def test_latency_percentiles_interpolate_in_milliseconds() -> None:
     seconds = [0.01 * k for k in (10, 3, 1, 7, 5, 2, 9, 4, 8, 6)]  # 10..100 ms, unsorted
     p50, p95 = latency_percentiles(seconds)
@@ -118,6 +137,7 @@ def test_measure_fills_every_field_as_json() -> None:
     assert quality.distinct_2 == pytest.approx(1.0)
     assert quality.average_length == pytest.approx(4.0)
     assert quality.generic_rate == pytest.approx(0.5)
+    assert quality.empty_rate == 0.0 and quality.looping_rate == 0.0
     assert (quality.latency_p50_ms, quality.latency_p95_ms) == pytest.approx((200.0, 290.0))
     assert 0.0 < quality.bleu < 100.0
     assert json.loads(json.dumps(asdict(quality))) == asdict(quality)
