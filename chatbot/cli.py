@@ -599,6 +599,13 @@ def export_model(model: Path | None, out: Path, **decode: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="A second model directory to measure the same way; the JSON gets both, a table on stderr shows them.",
 )
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random draws of --strategy sample, so that a run's replies and figures can be reproduced.",
+)
 @threads_option()
 @quantize_option(default=False)
 @decode_options()
@@ -610,6 +617,7 @@ def evaluate(
     batch_size: int,
     replies: int,
     other: Path | None,
+    seed: int,
     threads: int,
     quantize: bool,
     **decode: Any,
@@ -620,7 +628,7 @@ def evaluate(
     and looping replies, latency p50/p95 in ms)."""
     _set_threads(threads)
     model_dir = model or default_model_dir()
-    measure = functools.partial(_evaluate_one, data=data, split=split, limit=limit, batch_size=batch_size)
+    measure = functools.partial(_evaluate_one, data=data, split=split, limit=limit, batch_size=batch_size, seed=seed)
     result = measure(model_dir, replies=replies, decode=dict(decode), quantize=quantize)
     if other is not None:
         result["compare"] = measure(other, replies=replies, decode=dict(decode), quantize=quantize)
@@ -636,6 +644,7 @@ def _evaluate_one(
     limit: int,
     batch_size: int,
     replies: int,
+    seed: int,
     decode: dict[str, Any],
     quantize: bool,
 ) -> dict[str, Any]:
@@ -648,7 +657,7 @@ def _evaluate_one(
     result: dict[str, Any] = {"model": str(model_dir), "split": split, "quantized": quantize}
     result.update(dataclasses.asdict(perplexity(bundle.model, bundle.tokenizer, pairs, batch_size)))
     if replies:
-        quality = generated_reply_quality(bundle, pairs[:replies], config)
+        quality = generated_reply_quality(bundle, pairs[:replies], config, seed)
         result["replies"] = {**dataclasses.asdict(quality), "decode": dataclasses.asdict(config)}
     return result
 

@@ -117,15 +117,20 @@ def evaluate_sources(
 
 
 @torch.inference_mode()
-def generated_reply_quality(bundle: ModelBundle, pairs: Sequence[EncodedPair], decode: DecodeConfig) -> ReplyQuality:
+def generated_reply_quality(
+    bundle: ModelBundle, pairs: Sequence[EncodedPair], decode: DecodeConfig, seed: int = 0
+) -> ReplyQuality:
     """Generate a reply to each pair's context one at a time, as a chat would, and score the replies against the
-    references (decoded from the same pieces, so both sides are normalised alike) and by latency."""
+    references (decoded from the same pieces, so both sides are normalised alike) and by latency. Sampled replies
+    draw from a generator seeded with ``seed``, so the same call gives the same replies."""
     tokenizer, replies, references, seconds = bundle.tokenizer, [], [], []
+    draws = torch.Generator().manual_seed(seed)
     neutral = tokenizer.encode(OTHER_TURN)  # the context-free language model of MMI reranking
     for pair in pairs:
         started = time.perf_counter()
         source = torch.tensor([pair.source])
-        best = generate(bundle.model, source, tokenizer.bos_id, tokenizer.eos_id, decode, neutral=neutral)[0][0]
+        found = generate(bundle.model, source, tokenizer.bos_id, tokenizer.eos_id, decode, draws, neutral)
+        best = found[0][0]
         replies.append(tokenizer.decode_clean(best.tokens))
         seconds.append(time.perf_counter() - started)
         references.append(tokenizer.decode_clean(pair.target))

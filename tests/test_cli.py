@@ -328,6 +328,23 @@ def test_eval_reports_generated_reply_quality_and_compares_two_models(
     assert "metric" in result.stderr and "unigram_f1" in result.stderr
 
 
+def test_eval_of_sampled_replies_is_reproduced_by_its_seed(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path
+) -> None:
+    args = ["eval", "--model", str(tiny_model_dir), str(sample_path), "--limit", "12", "--replies", "12"]
+    sampled = [*args, "--strategy", "sample", "--temperature", "3.0"]  # flat: draws differ from seed to seed
+
+    def qualities(*extra: str) -> dict[str, float]:
+        result = runner.invoke(cli, [*sampled, *extra])
+        assert result.exit_code == 0, result.output
+        replies = json.loads(result.stdout)["replies"]
+        return {name: value for name, value in replies.items() if not name.startswith("latency")}
+
+    first = qualities()
+    assert qualities("--seed", "0") == first
+    assert qualities("--seed", "1") != first
+
+
 def test_decoding_flags_override_what_the_model_stores(
     runner: CliRunner, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
