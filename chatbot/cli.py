@@ -31,6 +31,7 @@ from chatbot.config import (
     SAMPLING_SCHEDULES,
     ContextConfig,
     DataConfig,
+    DecodeConfig,
     ModelShape,
     TokenizerConfig,
     TrainConfig,
@@ -219,20 +220,25 @@ def quantize_option(default: bool) -> Callable[[FC], FC]:
     )
 
 
-def decode_options() -> Callable[[FC], FC]:
+def decode_options(stored: bool = False) -> Callable[[FC], FC]:
     """A flag for every DecodeConfig field. Unset flags keep what the model directory stores (its decode section),
-    so a flag, its environment variable or the config file changes only what it names."""
-    from chatbot.config import DecodeConfig
-
+    so a flag, its environment variable or the config file changes only what it names. ``stored``: the flags
+    set the decoding a new model stores instead (``chatbot train``)."""
     kinds: dict[type, click.ParamType[Any]] = {int: click.IntRange(min=0), float: click.FloatRange(min=0)}
     kinds[str] = click.Choice(DECODE_STRATEGIES)
+
+    def default(value: object) -> str:
+        if stored:
+            return f"[default: {value!r}; stored in the model as its decoding default]"
+        return f"[default: the model's setting; {value!r} unless it saved another]"
+
     options = [
         click.option(
             f"--{f.name.replace('_', '-')}",
             f.name,
             type=kinds[type(f.default)],
             default=None,
-            help=f"{DECODE_HELP[f.name]}  [default: the model's setting; {f.default!r} unless it saved another]",
+            help=f"{DECODE_HELP[f.name]}  {default(f.default)}",
         )
         for f in dataclasses.fields(DecodeConfig)
     ]
@@ -496,6 +502,7 @@ def chat(
     DataConfig, "max_reply_words", click.IntRange(min=0), "Drop pairs whose reply has more words (0: no limit)."
 )
 @threads_option()
+@decode_options(stored=True)
 def train(
     data: tuple[str, ...],
     from_db: str | None,
@@ -512,7 +519,8 @@ def train(
     Telegram Desktop export (result.json), a database URL, or a built-in corpus: chitchat (BYU Chit-Chat) or
     chatterbot:english (chatterbot:LANGUAGE[/TOPIC]). Conversations are split into train/valid/test by a hash of
     their id; the directory holds weights, tokenizer, config and metrics. A malformed file stops training before
-    it starts, naming the file and line.
+    it starts, naming the file and line. The decoding flags (--strategy, --top-p...) set how the model decodes
+    unless a chat or bot is told otherwise.
 
     While it trains, the run's state is saved in OUT.partial/ at every validation and every --checkpoint-every
     steps; if the run is killed, the same command with --resume continues it to the same final weights.
@@ -535,12 +543,14 @@ def train(
     tokenizer = TokenizerConfig(vocab_size=options.pop("vocab_size"), seed=options["seed"])
     context = ContextConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(ContextConfig)})
     data_config = DataConfig(**{f.name: options.pop(f.name) for f in dataclasses.fields(DataConfig)})
+    chosen = {f.name: options.pop(f.name) for f in dataclasses.fields(DecodeConfig)}
+    decode = DecodeConfig(**{name: value for name, value in chosen.items() if value is not None})
     options["time_budget_minutes"] = options.pop("time_budget")
     config = TrainConfig(**options)
     world = World.from_environment(os.environ)
     run = RunOptions(resume=resume, restart=force, tensorboard=tensorboard, world=world)
     try:
-        metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report, run)
+        metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report, run, decode)
     finally:
         leave(world)
     if world.is_main:

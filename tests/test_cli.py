@@ -91,9 +91,11 @@ def test_exported_conversations_train_a_new_model(runner: CliRunner, tiny_model_
     export(runner, tmp_path)
     out = tmp_path / "retrained"
     args = ["train", str(tmp_path / "export.jsonl"), "--out", str(out), *TINY_TRAIN_ARGS, "--vocab-size", "60"]
-    result = runner.invoke(cli, args)
+    result = runner.invoke(cli, [*args, "--strategy", "sample", "--top-p", "0.8", "--n-best", "3"])
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").is_file()
+    decode = json.loads((out / "config.json").read_text())["decode"]  # the decoding flags: the model's defaults
+    assert (decode["strategy"], decode["top_p"], decode["n_best"], decode["temperature"]) == ("sample", 0.8, 3, 1.0)
 
 
 def test_train_then_eval_prints_perplexities(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:

@@ -65,9 +65,11 @@ def train_model_dir(
     train: TrainConfig,
     report: Callable[[str], None],
     options: RunOptions = RunOptions(),
+    decode: DecodeConfig | None = None,
 ) -> dict[str, Any]:
-    """Train a model on ``sources`` and write it to ``out``; returns the metrics written beside it (on rank 0;
-    other torchrun ranks return an empty dict)."""
+    """Train a model on ``sources`` and write it to ``out`` with ``decode`` (default: DecodeConfig's) as its
+    decoding default; returns the metrics written beside it (on rank 0; other torchrun ranks return an empty
+    dict)."""
     world = options.world
     say = report if world.is_main else _silent
     device = resolve_device(train.device)
@@ -98,7 +100,7 @@ def train_model_dir(
         metrics = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
         metrics.update(cleaning=asdict(cleaning), processes=world.size)
         metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
-        bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, DecodeConfig(), data)  # loads on any CPU
+        bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, decode or DecodeConfig(), data)  # on any CPU
         _write_model(out, bundle, train, metrics, summary)
     distributed.barrier(world)
     return metrics
