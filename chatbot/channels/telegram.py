@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import html
 import logging
 import re
 import secrets
@@ -290,7 +291,7 @@ class _Handlers:
         if not reply.send:
             return
         try:
-            sent = await _send_reply(message, reply.text)
+            sent = await _send_reply(message, reply.text, reply.fixed_width)
         except Forbidden as error:  # the user blocked the bot (or left the group): not our fault, not fatal
             logger.warning("chat %s refuses the bot's messages (%s); the user is marked inactive", key, error)
             await self._in_thread(self.manager.unreachable, CHANNEL, key)
@@ -398,9 +399,14 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
             await asyncio.wait_for(done.wait(), TYPING_REFRESH_SECONDS)
 
 
-async def _send_reply(message: Message, text: str) -> list[Message]:
-    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs; returns them."""
-    return [await _retried(functools.partial(message.reply_text, part)) for part in split_message(text)]
+async def _send_reply(message: Message, text: str, fixed_width: bool = False) -> list[Message]:
+    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs (each in a fixed-width
+    block when ``fixed_width``: a <pre> element, with the text HTML-escaped); returns them."""
+    if not fixed_width:
+        return [await _retried(functools.partial(message.reply_text, part)) for part in split_message(text)]
+    # Telegram's length limit counts the text after the markup is parsed, so the raw text is what is split.
+    blocks = [f"<pre>{html.escape(part, quote=False)}</pre>" for part in split_message(text)]
+    return [await _retried(functools.partial(message.reply_html, block)) for block in blocks]
 
 
 async def _retried(send: Callable[[], Awaitable[Message]]) -> Message:

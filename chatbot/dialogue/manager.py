@@ -182,7 +182,8 @@ class DialogueManager:
             if command.name != "why":
                 return Reply(_answer_command(store, user, command, self.generator), is_command=True)
             last, history = _last_reply(store, user.id, self.generator.history_turns)
-        return Reply(_why(last, history, self.generator), is_command=True)  # the model runs after the transaction
+        explained = _why(last, history, self.generator)  # the model runs after the transaction
+        return Reply(explained, is_command=True, fixed_width=True)
 
 
 def _answer_command(store: ConversationStore, user: StoredUser, command: Command, generator: Generator) -> str:

@@ -28,13 +28,15 @@ class Reply:
     ``is_command`` is true when a command (``/help``, ``/reset``) answered instead of the model. ``turn_id`` is
     the stored bot turn, which the channel reports back once sent (``DialogueManager.delivered``). ``send`` is
     false when there is nothing to send: the message was answered and delivered before (a channel delivering it
-    again after a restart), or the user is blocked.
+    again after a restart), or the user is blocked. ``fixed_width`` is true when the text is laid out in columns
+    (/why's table): a channel that can should show it in a fixed-width font, as a terminal does.
     """
 
     text: str
     is_command: bool = False
     turn_id: int | None = None
     send: bool = True
+    fixed_width: bool = False
 
 
 NOTHING = Reply("", send=False)

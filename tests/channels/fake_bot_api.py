@@ -10,6 +10,7 @@ answers ``true``.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import threading
@@ -29,6 +30,7 @@ TEXT_PARAMS = frozenset({"text", "caption", "action"})
 COMMAND = re.compile(r"^/\w+(@\w+)?")
 MENTION = re.compile(r"(?<![\w/])@\w+")
 MAX_TEXT_UNITS = 4096
+HTML_TAGS = re.compile(r"</?(?:b|strong|i|em|u|ins|s|strike|del|code|pre|tg-spoiler|blockquote)>")
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,12 @@ class ApiCall:
 
 @dataclass(frozen=True)
 class SentMessage:
-    """A message the bot sent with sendMessage."""
+    """A message the bot sent with sendMessage: its text as the user sees it (markup parsed), and the parse mode
+    it was sent with."""
 
     chat_id: int
     text: str
+    parse_mode: str | None = None
 
 
 @dataclass
@@ -222,13 +226,18 @@ class FakeBotApi:
         return list(self._updates[: int(params.get("limit", 100))])
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
-        text = str(params.get("text", ""))
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        if parse_mode == "HTML":
+            parsed = _parse_html(text)
+            if parsed is None:
+                return _error(400, "Bad Request: can't parse entities: unsupported start tag")
+            text = parsed
         if not text.strip():
             return _error(400, "Bad Request: message text is empty")
         if utf16_units(text) > MAX_TEXT_UNITS:
             return _error(400, "Bad Request: message is too long")
         chat_id = int(params["chat_id"])
-        self.sent.append(SentMessage(chat_id, text))
+        self.sent.append(SentMessage(chat_id, text, parse_mode))
         self._notify()
         message = self._message(chat_id, text=text)
         message["from"] = BOT_USER
@@ -324,6 +333,13 @@ def _text_fields(text: str) -> dict[str, Any]:
         offset = utf16_units(text[: mention.start()])
         entities.append({"type": "mention", "offset": offset, "length": utf16_units(mention.group())})
     return {"text": text, "entities": entities} if entities else {"text": text}
+
+
+def _parse_html(text: str) -> str | None:
+    """The text a user sees of an HTML-formatted message (Telegram's formatting tags dropped, entities decoded),
+    or None where Telegram would refuse it: a ``<`` that opens no tag it knows, such as an unescaped ``</s>``."""
+    bare = HTML_TAGS.sub("", text)
+    return None if "<" in bare else html.unescape(bare)
 
 
 def _decode(form: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,15 @@ class LongGenerator(EchoGenerator):
         return Generated("word " * 1000, 1.0, "long", {})
 
 
+class TableGenerator(EchoGenerator):
+    """Explains a reply with a table of 250 rows that hold markup characters: two Telegram messages' worth."""
+
+    TABLE = "\n".join(f"{row:<4}  </s> & <unk>  {row / 250:.3f}" for row in range(250))
+
+    def explain(self, history: Sequence[Turn], reply: str) -> str | None:
+        return self.TABLE
+
+
 class FailingOnceGenerator(EchoGenerator):
     """Fails on its first reply (as a broken model would), then echoes."""
 
@@ -442,6 +451,21 @@ async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, st
     assert len(sent) == 2
     assert all(utf16_units(message.text) <= 4096 for message in sent)
     assert " ".join(message.text for message in sent) == ("word " * 1000).strip()
+
+
+async def test_why_is_shown_in_fixed_width_blocks_split_to_fit(api: FakeBotApi, store: ScratchDatabase) -> None:
+    api.add_text(CHAT, "hello")
+    await serve(api, manager_for(TableGenerator(), store), 1)  # a reply to explain
+    api.add_command(CHAT, "why")
+    sent = (await serve(api, manager_for(TableGenerator(), store), 3))[1:]
+    assert len(sent) == 2 and all(message.parse_mode == "HTML" for message in sent)  # the fake parsed the markup
+    assert all(utf16_units(message.text) <= 4096 for message in sent)
+    calls = [call for call in api.calls if call.method == "sendMessage"][1:]
+    assert all(
+        call.params["text"].startswith("<pre>") and "&lt;/s&gt; &amp; &lt;unk&gt;" in call.params["text"]
+        for call in calls
+    )
+    assert "\n".join(message.text for message in sent).endswith(TableGenerator.TABLE)  # cut between rows
 
 
 async def test_a_failing_handler_is_logged_and_the_bot_goes_on(

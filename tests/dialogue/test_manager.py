@@ -232,7 +232,9 @@ def test_why_tells_how_the_last_reply_was_made(store: ScratchDatabase) -> None:
     assert why[5:] == ["", "Echoed 'hello', the last of 1 turns."]  # the generator's own explanation
     manager.respond("test", "a", "again")
     manager.respond("test", "a", "/history")  # a command between: /why still explains the last reply
-    assert manager.respond("test", "a", "/why").text.endswith("Echoed 'again', the last of 3 turns.")
+    why_reply = manager.respond("test", "a", "/why")
+    assert why_reply.text.endswith("Echoed 'again', the last of 3 turns.")
+    assert why_reply.fixed_width and not manager.respond("test", "a", "/history").fixed_width  # /why is a table
 
 
 def test_a_blocked_user_is_neither_answered_nor_stored(store: ScratchDatabase) -> None:
