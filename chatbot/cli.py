@@ -185,6 +185,7 @@ DECODE_HELP = {
     "top_k": "Sampling: draw only from the K likeliest pieces (0: all).",
     "top_p": "Sampling: draw only from the likeliest pieces whose probabilities add up to this (nucleus).",
     "block_ngram": "Never repeat an n-gram of this many pieces within a reply (0: off).",
+    "block_repeat": "Never say a stretch of pieces twice in a row, or one piece three times (true/false).",
     "block_context_ngram": "Never copy an n-gram of this many pieces from the context (0: off).",
     "max_length": "Longest reply, in pieces.",
     "min_length": "Shortest reply, in pieces.",
@@ -226,6 +227,7 @@ def decode_options(stored: bool = False) -> Callable[[FC], FC]:
     set the decoding a new model stores instead (``chatbot train``)."""
     kinds: dict[type, click.ParamType[Any]] = {int: click.IntRange(min=0), float: click.FloatRange(min=0)}
     kinds[str] = click.Choice(DECODE_STRATEGIES)
+    kinds[bool] = click.BOOL
 
     def default(value: object) -> str:
         if stored:

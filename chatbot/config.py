@@ -167,7 +167,9 @@ class DecodeConfig:
     ranks finished ones by log-probability / ((5 + length) / 6) ** ``length_penalty`` (Wu et al. 2016; 0: raw
     log-probability); sample draws each piece at ``temperature`` from the ``top_k`` likeliest pieces (0: all) whose
     probabilities add up to ``top_p`` (nucleus sampling). ``block_ngram`` forbids repeating any n-gram of that
-    many pieces within a reply and ``block_context_ngram`` copying one from the context (0: off). ``n_best``
+    many pieces within a reply and ``block_context_ngram`` copying one from the context (0: off); ``block_repeat``
+    forbids saying a stretch of pieces twice in a row, or one piece three times (the loops n-gram blocking lets
+    through: "as well as well"). ``n_best``
     replies are returned per context (beam: at most ``beam_size``). ``mmi_weight`` above 0 reranks them by MMI
     anti-LM, penalising their first ``mmi_prefix`` pieces' likelihood without context (search/mmi.py). A reply
     whose confidence (geometric-mean piece probability) is below ``min_confidence`` is not sent; the dialogue
@@ -185,6 +187,7 @@ class DecodeConfig:
     top_p: float = 1.0
     block_ngram: int = 3
     block_context_ngram: int = 0
+    block_repeat: bool = True
     mmi_weight: float = 0.0
     mmi_prefix: int = 5
     min_confidence: float = 0.0

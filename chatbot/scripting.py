@@ -84,6 +84,7 @@ class ScriptedSearch(nn.Module):
         self.width, self.n_best = width, min(decode.n_best, width)
         self.max_length, self.min_length, self.alpha = decode.max_length, decode.min_length, decode.length_penalty
         self.block_ngram, self.block_context_ngram = decode.block_ngram, decode.block_context_ngram
+        self.block_repeat = decode.block_repeat
         self.register_buffer("tokenizer_model", torch.tensor(list(tokenizer.model_proto), dtype=torch.uint8))
 
     def encode(self, source: Tensor) -> tuple[Tensor, Tensor]:
@@ -160,7 +161,7 @@ class ScriptedSearch(nn.Module):
         return [done_tokens[i] for i in best], [done_scores[i] for i in best]
 
     def constrain(self, log_probs: Tensor, replies: list[list[int]], context: list[int], step: int) -> Tensor:
-        """search/constraints.py: no padding or bos, no end before min_length, n-gram blocking."""
+        """search/constraints.py: no padding or bos, no end before min_length, n-gram and repeat blocking."""
         log_probs[:, self.pad_id] = float("-inf")
         log_probs[:, self.bos_id] = float("-inf")
         if step < self.min_length:
@@ -171,6 +172,8 @@ class ScriptedSearch(nn.Module):
                 banned += self.banned(replies[row], replies[row], self.block_ngram)
             if self.block_context_ngram > 0:
                 banned += self.banned(replies[row], context, self.block_context_ngram)
+            if self.block_repeat:
+                banned += self.repeats(replies[row])
             for token in banned:
                 log_probs[row, token] = float("-inf")
         stuck = torch.isinf(log_probs).all(dim=-1)
@@ -186,6 +189,17 @@ class ScriptedSearch(nn.Module):
         for start in range(len(tokens) - n + 1):
             if tokens[start : start + n - 1] == key:
                 found.append(tokens[start + n - 1])
+        return found
+
+    def repeats(self, reply: list[int]) -> list[int]:
+        """The pieces that would end ``reply`` with a stretch said twice in a row, or one piece three times."""
+        n = len(reply)
+        found: list[int] = []
+        if n >= 2 and reply[n - 1] == reply[n - 2]:
+            found.append(reply[n - 1])
+        for size in range(2, (n + 1) // 2 + 1):
+            if reply[n - size + 1 :] == reply[n - 2 * size + 1 : n - size]:
+                found.append(reply[n - size])
         return found
 
     def choose(

@@ -12,8 +12,9 @@ import torch
 
 from chatbot.config import DecodeConfig, ModelConfig
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.reply_quality import is_looping
 from chatbot.search import Hypothesis, generate, greedy_search
-from chatbot.search.constraints import banned, ngram_index
+from chatbot.search.constraints import banned, ngram_index, repeat_bans
 from chatbot.search.sampling import filter_distribution
 
 PAD, BOS, EOS = 0, 2, 3
@@ -39,7 +40,7 @@ def test_eos_first_gives_an_empty_reply_only_without_min_length() -> None:
 
 
 def test_max_length_caps_a_reply_that_never_ends() -> None:
-    config = DecodeConfig(max_length=6, block_ngram=0)
+    config = DecodeConfig(max_length=6, block_ngram=0, block_repeat=False)
     replies = greedy_search(biased_model(favourite=7), torch.tensor([[4], [5]]), BOS, EOS, config)
     assert replies == [[7] * 6, [7] * 6]
 
@@ -128,6 +129,25 @@ def test_ngram_index_and_bans() -> None:
     seen = ngram_index([4, 5, 6, 4, 5, 7], 3)
     assert banned([9, 4, 5], 3, seen) == {6, 7}
     assert banned([5], 3, seen) == set()
+
+
+def test_repeat_bans_are_the_pieces_that_would_close_a_loop() -> None:
+    assert repeat_bans([4, 5, 4]) == {5}  # 4 5 4 5
+    assert repeat_bans([9, 4, 5, 6, 4, 5]) == {6}  # 4 5 6 4 5 6
+    assert repeat_bans([4, 4]) == {4}  # 4 4 4
+    assert repeat_bans([5, 4, 4]) == {4}  # 4 4 4; a piece said twice is allowed, as in "very very"
+    assert repeat_bans([4, 5, 6]) == set() and repeat_bans([4]) == set() and repeat_bans([]) == set()
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_repeat_blocking_leaves_no_loop_that_ngram_blocking_lets_through(strategy: str) -> None:
+    model = biased_model(favourite=7)  # left alone it says 7 7 7 7 ...
+    config = DecodeConfig(strategy=strategy, max_length=8, block_ngram=0, top_k=3)
+    for hypotheses in generate(
+        model, torch.tensor([[4, 5], [6, 4]]), BOS, EOS, config, torch.Generator().manual_seed(0)
+    ):
+        reply = hypotheses[0].tokens
+        assert reply and not is_looping(" ".join(map(str, reply))), reply
 
 
 def test_sampling_is_reproducible_with_a_seeded_generator_and_top_k_1_is_greedy() -> None:

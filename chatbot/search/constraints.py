@@ -1,10 +1,12 @@
 """Constraints every search applies before choosing a piece: no padding or begin-of-sequence piece, no end before
-``min_length``, and n-gram blocking.
+``min_length``, n-gram blocking and repeat blocking.
 
 Blocking (as in ParlAI and OpenNMT) sets a piece's score to -inf when choosing it would repeat an n-gram already in
 the reply (``block_ngram``: no "i like it i like it") or copy one from the context (``block_context_ngram``: no
-parroting the user). Replies are short, so the bans are found with plain Python per row: at step t a row needs its
-last n-1 pieces looked up in an index of the n-grams seen so far.
+parroting the user). Repeat blocking (``block_repeat``) catches the loops shorter than the n-gram: a stretch of
+pieces said again at once ("as well as well") or one piece three times ("no no no"). Replies are short, so the bans
+are found with plain Python per row: at step t a row needs its last n-1 pieces looked up in an index of the
+n-grams seen so far, and its tail compared with the stretch before it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ def banned(prefix: Sequence[int], n: int, seen: NGramIndex) -> set[int]:
     return seen.get(tuple(prefix[len(prefix) - n + 1 :]), set())
 
 
+def repeat_bans(reply: Sequence[int]) -> set[int]:
+    """The pieces that would end ``reply`` with a stretch of two or more pieces said twice in a row, or with one
+    piece three times: [a, b, a] bans b, [a, b, c, a, b] bans c, [a, a] bans a."""
+    n = len(reply)
+    found = {reply[-1]} if n >= 2 and reply[-1] == reply[-2] else set()
+    for size in range(2, (n + 1) // 2 + 1):  # the next piece would close a second copy of the last ``size``
+        if list(reply[n - size + 1 :]) == list(reply[n - 2 * size + 1 : n - size]):
+            found.add(reply[n - size])
+    return found
+
+
 def apply_constraints(
     log_probs: torch.Tensor,
     replies: Sequence[Sequence[int]],
@@ -49,7 +62,7 @@ def apply_constraints(
     log_probs[:, list(never)] = float("-inf")
     if step < config.min_length:
         log_probs[:, eos_id] = float("-inf")
-    if not (config.block_ngram or config.block_context_ngram):
+    if not (config.block_ngram or config.block_context_ngram or config.block_repeat):
         return log_probs
     rows: list[int] = []
     pieces: list[int] = []
@@ -57,6 +70,8 @@ def apply_constraints(
         ban = banned(reply, config.block_ngram, ngram_index(reply, config.block_ngram)) if config.block_ngram else set()
         if config.block_context_ngram:
             ban = ban | banned(reply, config.block_context_ngram, contexts[row])
+        if config.block_repeat:
+            ban = ban | repeat_bans(reply)
         rows.extend([row] * len(ban))
         pieces.extend(ban)
     if rows:
