@@ -1,6 +1,6 @@
 """Print a model's replies to a fixed list of prompts (chosen before looking at any output), one fresh conversation
 each, decoded as `chatbot chat` does by default (the model's decode settings, int8 weights), as a Markdown table
-for the model card.
+for the model card. Sampled replies draw from torch's generator seeded with ``--seed``, so the table reproduces.
 
     python bench/sample_replies.py [--model data/default-model]
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import torch
 
 from chatbot.dialogue.types import Role, Turn
 from chatbot.generation import ResponseGenerator
@@ -30,11 +32,13 @@ PROMPTS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("data/default-model"))
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.manual_seed(args.seed)
     generator = ResponseGenerator(args.model, quantized=True)  # as `chatbot chat` runs it by default
     print("| you say | the bot replies |\n|---|---|")
     for prompt in PROMPTS:
-        print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)])} |")
+        print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)]).text} |")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
-"""The shipped default model: small enough, loads, answers, and `chatbot chat` works with it out of the box."""
+"""The shipped default model: small enough, loads, answers, its recorded figures still hold, and `chatbot chat`
+works with it out of the box."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from chatbot.cli import cli, default_model_dir
 from chatbot.dialogue.types import Role, Turn
 from chatbot.generation import ResponseGenerator
+from chatbot.reply_quality import is_looping
 
 PROMPTS = ["hello", "how are you?", "what do you do for fun?", "do you have any pets?", "where are you from?"]
 MAX_BYTES = 30 * 1024 * 1024
@@ -23,11 +27,12 @@ def test_shipped_model_is_within_the_size_cap() -> None:
 
 
 def test_shipped_model_replies_to_every_prompt() -> None:
-    generator = ResponseGenerator(default_model_dir())
+    torch.manual_seed(0)  # the model's decoding default may sample
+    generator = ResponseGenerator(default_model_dir(), quantized=True)  # as the chat and the bot run it
     for prompt in PROMPTS:
         reply = generator.reply([Turn(Role.USER, prompt)]).text
         assert reply and reply.strip(), prompt
-        assert "\n" not in reply
+        assert "\n" not in reply and not is_looping(reply), reply
 
 
 def test_first_run_chat_replies_and_stores_both_turns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -43,3 +48,17 @@ def test_first_run_chat_replies_and_stores_both_turns(monkeypatch: pytest.Monkey
     with sqlite3.connect(database) as connection:
         rows = connection.execute("SELECT role, text FROM messages ORDER BY id").fetchall()
     assert rows == [("user", "hello"), ("bot", replies[0]), ("user", "how are you?"), ("bot", replies[1])]
+
+
+def test_recorded_figures_match_a_fresh_eval_of_a_slice() -> None:
+    """evaluation.json (bench/default_model_eval.py) holds `chatbot eval` of a slice of the test split; measured
+    again now, it gives the same perplexity and reply figures (sampling is seeded; threads may round differently)."""
+    recorded = json.loads((default_model_dir() / "evaluation.json").read_text())["slice"]
+    result = CliRunner().invoke(cli, ["eval", "--model", str(default_model_dir()), *recorded["arguments"]])
+    assert result.exit_code == 0, result.output
+    fresh, expected = json.loads(result.stdout), recorded["result"]
+    assert fresh["pairs"] == expected["pairs"] and fresh["words"] == expected["words"]
+    assert fresh["word_perplexity"] == pytest.approx(expected["word_perplexity"], rel=0.005)
+    assert fresh["replies"]["decode"] == expected["replies"]["decode"]
+    for name in ("distinct_1", "distinct_2", "generic_rate", "empty_rate", "looping_rate", "unigram_f1"):
+        assert fresh["replies"][name] == pytest.approx(expected["replies"][name], abs=0.02), name
