@@ -17,6 +17,7 @@ from typing import Any, TypeVarTuple, Unpack
 from sqlalchemy import CursorResult, Executable, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from chatbot.dialogue.types import Role, Turn
@@ -378,5 +379,9 @@ def sql_transaction(session_factory: sessionmaker[Session], clock: Clock = utc_n
             waited = engine.SQLITE_BUSY_TIMEOUT_MS / 1000
             hint = f" (another process holds a write lock; waited {waited:g} s)" if "locked" in reason else ""
             raise StorageError(f"database {url}: {reason}{hint}") from error
+        except PoolTimeoutError as error:  # every pooled connection stayed busy for the pool's whole timeout
+            url = engine.describe(session_factory.kw["bind"].url)
+            reason = str(error).split(" (Background on this error")[0]
+            raise StorageError(f"database {url}: too busy, no free connection ({reason})") from error
 
     return transaction

@@ -209,3 +209,21 @@ def test_a_thousand_interleaved_conversations_never_cross(database_url: str) -> 
             f"echo: {conversation.external_id} says 1",
         ]
     sessions.kw["bind"].dispose()
+
+
+def test_no_free_pooled_connection_in_time_is_a_one_line_storage_error(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from chatbot.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
+    open_database(url)  # creates the schema
+    busy = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    transaction = sql_transaction(sessionmaker(busy, expire_on_commit=False))
+    with transaction() as store:
+        store.user("terminal", "ann")  # holds the one connection
+        busy_error = r"too busy, no free connection \(QueuePool limit of size 1"
+        with pytest.raises(StorageError, match=busy_error) as caught, transaction() as other:
+            other.user("terminal", "bob")
+        assert "\n" not in str(caught.value) and "timeout 0.05" in str(caught.value)
