@@ -82,10 +82,9 @@ class ModelProcess:
 
     def _start(self) -> None:
         """Spawn the process and wait for it to report the model loaded (its error, if loading failed)."""
-        parent, child = multiprocessing.get_context("spawn").Pipe()
-        process = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(child, *self._arguments), name="chatbot-model", daemon=True
-        )
+        spawn = multiprocessing.get_context("spawn")
+        parent, child = spawn.Pipe()
+        process = spawn.Process(target=serve, args=(child, *self._arguments), name="chatbot-model", daemon=True)
         process.start()
         child.close()
         self._process, self._connection = process, parent

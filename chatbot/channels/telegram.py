@@ -402,11 +402,11 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
 async def _send_reply(message: Message, text: str, fixed_width: bool = False) -> list[Message]:
     """Answer ``message`` with ``text``, in as many Telegram messages as its length needs (each in a fixed-width
     block when ``fixed_width``: a <pre> element, with the text HTML-escaped); returns them."""
-    if not fixed_width:
-        return [await _retried(functools.partial(message.reply_text, part)) for part in split_message(text)]
-    # Telegram's length limit counts the text after the markup is parsed, so the raw text is what is split.
-    blocks = [f"<pre>{html.escape(part, quote=False)}</pre>" for part in split_message(text)]
-    return [await _retried(functools.partial(message.reply_html, block)) for block in blocks]
+    parts = split_message(text)  # Telegram's length limit counts the text after markup is parsed: split the raw text
+    if fixed_width:
+        parts = [f"<pre>{html.escape(part, quote=False)}</pre>" for part in parts]
+    send = message.reply_html if fixed_width else message.reply_text
+    return [await _retried(functools.partial(send, part)) for part in parts]
 
 
 async def _retried(send: Callable[[], Awaitable[Message]]) -> Message:
