@@ -21,7 +21,7 @@ if not isinstance(engine, Engine):
 
 def _foreign_keys(connection: Connection, on: bool) -> None:
     """Switch SQLite's foreign key enforcement (only possible outside a transaction)."""
-    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.exec_driver_sql("PRAGMA foreign_keys=ON" if on else "PRAGMA foreign_keys=OFF")
     connection.commit()
 
 

@@ -24,6 +24,10 @@ EMPTY_EXPORT_TEXT = "This conversation has no messages yet."
 SETTINGS_TEXT = "Decoding: {settings}."
 ADMIN_ONLY_TEXT = "Only the bot's admins can use that command."
 MODEL_TEXT = "Model: {model}\nDefault decoding: {defaults}."
+TOO_LONG_TEXT = (
+    "That message is {length:,} characters long; I read at most {limit:,} (as Telegram does). "
+    "Please send a shorter one."
+)
 NO_WHY_TEXT = "There is no generated reply in this conversation yet."
 WHY_TEXT = "Last reply: {text!r}\nModel: {model}\nDecoding: {decoding}\nScore: {score}\nGenerated in {latency:.0f} ms"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import threading
 import time
 import zlib
@@ -46,6 +47,8 @@ FALLBACK_REPLY = "..."
 UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no reply it is confident in
 EXPORT_LIMIT = 1000  # turns /export shows at most
 ADMIN_COMMANDS = ("stats", "model")
+MAX_MESSAGE_CHARS = 4096  # Telegram's own limit, kept on every channel: longer input is refused, never stored
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON escapes and undecodable input bytes can make them
 LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
 
 
@@ -92,11 +95,15 @@ class DialogueManager:
         """Answer one message from ``external_id`` (a user or chat id) on ``channel``.
 
         ``message_id`` is the channel's id of the message (None where the channel has none), by which a message
-        delivered twice is answered once. ``admin`` (the channel decides who is) allows /stats and /model.
+        delivered twice is answered once. ``admin`` (the channel decides who is) allows /stats and /model. A
+        message longer than ``MAX_MESSAGE_CHARS`` is refused with a message saying so, and nothing is stored.
         Messages of one user or chat are answered strictly one after another (a
         lock per conversation key, held from storing the message to storing the reply, and ``shared_lock`` across
         processes), while other conversations go on in parallel.
         """
+        if len(text) > MAX_MESSAGE_CHARS:
+            return Reply(texts.TOO_LONG_TEXT.format(length=len(text), limit=MAX_MESSAGE_CHARS), is_command=True)
+        text, display_name = _storable(text), _storable(display_name) if display_name is not None else None
         shared = self.shared_lock(channel, external_id) if self.shared_lock else contextlib.nullcontext()
         with self._lock_for(channel, external_id), shared:
             command = parse_command(text)
@@ -263,3 +270,9 @@ def _why(last: ProvenReply | None, history: list[Turn], generator: Generator) ->
     )
     explanation = generator.explain(history, last.text) if history else None
     return summary if explanation is None else f"{summary}\n\n{explanation}"
+
+
+def _storable(text: str) -> str:
+    """``text`` with each lone surrogate (no character of its own, and refused by UTF-8 databases) replaced by
+    U+FFFD, the replacement character."""
+    return LONE_SURROGATE.sub("\ufffd", text)

@@ -51,6 +51,8 @@ def create_database_engine(url: str) -> Engine:
             # on the pool take turns at once, where threads queued on SQLite's lock poll it with sleeps of up to
             # 100 ms (or give up after the busy timeout). The busy timeout still covers other processes.
             options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_POOL_TIMEOUT_S}
+            # sqlite3's own timeout is SQLite's busy timeout: no PRAGMA built from a number needed.
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError, ArgumentError) as error:
@@ -94,6 +96,5 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses no committed WAL frame
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
