@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 CHAT_ARGS ?=
 
-.PHONY: chat test lint typecheck clean
+.PHONY: chat test reliability lint typecheck clean
 
 # Setup reports on stderr only, so `printf 'hi\n' | make chat` prints nothing but replies on stdout.
 $(VENV)/.runtime: pyproject.toml constraints.txt
@@ -27,6 +27,10 @@ chat: $(VENV)/.runtime
 ## test: set up with the dev tools, then lint, type-check and run the whole test suite
 test: $(VENV)/.dev lint typecheck
 	$(BIN)/pytest
+
+## reliability: only the fault, bad-input and attack cases that RELIABILITY.md lists (part of `make test` too)
+reliability: $(VENV)/.dev
+	$(BIN)/pytest -m reliability
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check chatbot tests migrations bench

@@ -124,6 +124,7 @@ def test_train_then_eval_prints_perplexities(runner: CliRunner, sample_path: Pat
     assert metrics["word_perplexity"] > 1 and metrics["token_perplexity"] > 1
 
 
+@pytest.mark.reliability
 def test_malformed_log_is_one_line_exit_2_and_nothing_written(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"turns": ["a", "b"]}\n{"turns": "nope"}\n')

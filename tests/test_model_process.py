@@ -37,6 +37,7 @@ def test_replies_in_the_process_are_the_replies_made_here(tiny_model_dir: Path) 
     assert model_process._process is None
 
 
+@pytest.mark.reliability
 def test_a_killed_process_fails_its_batch_and_the_next_batch_gets_a_new_one(tiny_model_dir: Path) -> None:
     config = DecodeConfig()
     model_process = ModelProcess(tiny_model_dir, config, quantized=False, threads=1)

@@ -66,6 +66,7 @@ async def test_a_slow_answer_is_a_timeout(server: str) -> None:
             await request.do_request(f"{server}/slow", "POST", RequestData([]))
 
 
+@pytest.mark.reliability
 async def test_a_failed_connection_is_a_network_error_without_the_token() -> None:
     async with AiohttpRequest(connect_timeout=1.0) as request:
         with pytest.raises(NetworkError) as raised:

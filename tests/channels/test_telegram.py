@@ -163,6 +163,7 @@ async def test_a_slow_reply_shows_typing_until_it_is_sent(api: FakeBotApi, store
     assert api.methods().index("sendChatAction") < api.methods().index("sendMessage")
 
 
+@pytest.mark.reliability
 async def test_a_send_that_times_out_is_tried_again(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -247,6 +248,7 @@ async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerato
     assert [turn.text for turn in by_chat[str(OTHER_CHAT)]] == ["b1", "echo: b1"]
 
 
+@pytest.mark.reliability
 async def test_a_message_telegram_delivers_again_after_a_restart_is_not_answered_twice(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
 ) -> None:
@@ -303,6 +305,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.reliability
 async def test_webhook_mode_answers_only_posts_that_carry_the_secret(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
 ) -> None:
@@ -347,6 +350,7 @@ def test_a_generated_webhook_secret_is_one_telegram_accepts() -> None:
     assert first != second and Webhook("https://bot.example.com/hook", first).secret == first
 
 
+@pytest.mark.reliability
 async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -379,6 +383,7 @@ async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
         )
 
 
+@pytest.mark.reliability
 async def test_allowlist_admin_commands_and_the_rate_limit(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
 ) -> None:
@@ -468,6 +473,7 @@ async def test_why_is_shown_in_fixed_width_blocks_split_to_fit(api: FakeBotApi, 
     assert "\n".join(message.text for message in sent).endswith(TableGenerator.TABLE)  # cut between rows
 
 
+@pytest.mark.reliability
 async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
     api: FakeBotApi, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -501,6 +507,7 @@ async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGener
     ]
 
 
+@pytest.mark.reliability
 async def test_the_token_never_reaches_the_logs(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -514,6 +521,7 @@ async def test_the_token_never_reaches_the_logs(
     assert_token_absent(caplog)
 
 
+@pytest.mark.reliability
 async def test_the_token_is_absent_from_every_debug_log_of_an_exchange(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -537,6 +545,7 @@ def test_building_quiets_the_http_loggers(
     assert logging.getLogger("httpcore.http11").getEffectiveLevel() == logging.WARNING
 
 
+@pytest.mark.reliability
 def test_the_token_is_redacted_from_tracebacks(
     echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -592,6 +601,7 @@ def interrupt_after_reply(server: FakeBotApiThread, returned: threading.Event) -
 
 
 @pytest.mark.usefixtures("own_event_loop")
+@pytest.mark.reliability
 def test_run_telegram_reports_a_rejected_token(echo: EchoGenerator, store: ScratchDatabase) -> None:
     server = FakeBotApiThread(FakeBotApi(TOKEN))
     with server.running() as api, pytest.raises(ChatbotError) as raised:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.channels.fake_bot_api import FakeBotApi, FakeBotApiThread
 
 TOKEN = "4242:cli-test-token-must-never-be-logged"
@@ -44,6 +46,7 @@ def test_chatbot_telegram_answers_stores_and_stops(tiny_model_dir: Path, tmp_pat
     assert rows == [("user", "do you have any pets?"), ("bot", reply.text)]
 
 
+@pytest.mark.reliability
 def test_chatbot_telegram_in_webhook_mode_answers_with_the_secret_only(tiny_model_dir: Path, tmp_path: Path) -> None:
     import json
     import socket

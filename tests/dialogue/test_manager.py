@@ -130,6 +130,7 @@ def test_an_idle_conversation_ends_and_the_next_message_starts_a_new_one() -> No
     assert len(generator.calls[-1]) == 3  # no timeout: the conversation goes on
 
 
+@pytest.mark.reliability
 def test_export_shows_the_conversation_and_forget_deletes_only_this_users_data(store: ScratchDatabase) -> None:
     manager = DialogueManager(EchoGenerator(), store.transaction)
     assert manager.respond("test", "a", "/export").text == EMPTY_EXPORT_TEXT
@@ -258,6 +259,7 @@ class CountingEcho(EchoGenerator):
         return super().reply(history, settings)
 
 
+@pytest.mark.reliability
 def test_a_message_delivered_again_after_a_restart_is_answered_once(database_url: str) -> None:
     """Telegram delivers a message again when the bot stopped before confirming it. Each "restart" is a new
     engine and manager over the same database."""
@@ -294,6 +296,7 @@ def test_a_message_delivered_again_after_a_restart_is_answered_once(database_url
     ]
 
 
+@pytest.mark.reliability
 def test_stats_and_model_answer_admins_only(store: ScratchDatabase) -> None:
     manager = DialogueManager(EchoGenerator(), store.transaction)
     manager.respond("test", "a", "hello")

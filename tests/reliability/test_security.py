@@ -4,6 +4,8 @@ that looks like SQL is stored as text, and one user never sees another's history
 from __future__ import annotations
 
 import ast
+import os
+import stat
 from pathlib import Path
 
 from hypothesis import given
@@ -11,6 +13,8 @@ from hypothesis import strategies as st
 
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
+from chatbot.storage.engine import open_database
+from chatbot.storage.store import sql_transaction
 from tests.database import ScratchDatabase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,3 +94,19 @@ def test_history_and_export_show_only_the_askers_own_turns(messages: list[tuple[
             shown = manager.respond("test", user, command).text
             assert all(line in shown for line in own)
             assert not any(f"<{other}>" in shown for other in said if other != user)
+
+
+def test_the_sqlite_file_and_its_wal_and_shm_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "chat.sqlite3"
+    old_umask = os.umask(0o022)  # the common default: files readable by everyone
+    try:
+        transaction = sql_transaction(open_database(f"sqlite:///{path}"))
+        with transaction() as store:
+            store.user("test", "ann")
+        with transaction() as store:  # the connection stays open in the pool, so the WAL and SHM files exist
+            assert store.user("test", "ann").id
+        modes = {file.name: stat.S_IMODE(file.stat().st_mode) for file in path.parent.iterdir()}
+    finally:
+        os.umask(old_umask)
+    assert modes == {"chat.sqlite3": 0o600, "chat.sqlite3-wal": 0o600, "chat.sqlite3-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -102,6 +103,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert any(directory.glob("versions/0001_*.py")) and any(directory.glob("versions/0002_*.py"))
 
 
+@pytest.mark.reliability
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_private_file(tmp_path: Path) -> None:
     path = tmp_path / "new" / "chat.sqlite3"
     sessions = open_database(f"sqlite:///{path}")

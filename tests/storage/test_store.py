@@ -157,6 +157,7 @@ def test_last_activity_forget_and_one_users_conversations(transaction: Transacti
     assert (users, provenance) == (["8"], 0)
 
 
+@pytest.mark.reliability
 def test_a_locked_sqlite_file_is_a_one_line_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 

@@ -110,6 +110,7 @@ def run_chatbot(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.reliability
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     data = write_dialogues(tmp_path / "log.jsonl")
     whole, killed = tmp_path / "whole", tmp_path / "killed"
