@@ -5,9 +5,11 @@ transaction, the user is looked up (a blocked user gets nothing), a message the 
 channel message id) is recognised, and a new message is committed as the user's turn before anything else, so it
 is never lost if generation fails. The generator then runs with no transaction open, with the user's decoding
 settings, and the reply is committed in a second, short transaction with its provenance (model, decoding, score,
-latency). The channel reports each reply it sent (``delivered``); a message delivered again after a restart is
-not answered twice: a reply already sent is not sent again, one stored but never sent is sent without being
-generated again, and a message whose reply was never stored is answered now.
+latency). A transaction whose connection dropped before its commit runs again (``run_transaction``); any other
+database failure is a one-line StorageError, and the message delivered again is answered then. The channel reports
+each reply it sent (``delivered``); a message delivered again after a restart is not answered twice: a reply
+already sent is not sent again, one stored but never sent is sent without being generated again, and a message
+whose reply was never stored is answered now.
 
 The lock is per process, plus an advisory lock on Postgres when several processes serve the bot.
 """
@@ -38,6 +40,7 @@ from chatbot.storage.store import (
     ProvenReply,
     StoredUser,
     Transaction,
+    run_transaction,
     utc_now,
 )
 
@@ -130,25 +133,40 @@ class DialogueManager:
     def _answer(
         self, channel: str, external_id: str, text: str, message_id: str | None, display_name: str | None
     ) -> Reply:
-        with self.transaction() as store:
-            user = store.user(channel, external_id, display_name)
-            if user.blocked:
-                return NOTHING
-            earlier = store.earlier(user.id, message_id) if message_id is not None else None
-            if earlier is not None and earlier.reply_id is not None and earlier.reply_text is not None:
-                logger.info(
-                    "message %s of %s:%s was answered before; not answering again", message_id, channel, external_id
-                )
-                return Reply(earlier.reply_text, turn_id=earlier.reply_id, send=not earlier.reply_delivered)
-            settings = DecodeSettings.from_json(user.settings)
-            if earlier is not None:  # stored, but the process stopped before its reply was
-                pending = _Pending(earlier.conversation_id, earlier.turn_id, settings)
-            else:
-                conversation_id = self._open_conversation(store, user.id)
-                turn_id = store.add_turn(conversation_id, Turn(Role.USER, text), channel_message_id=message_id)
-                pending = _Pending(conversation_id, turn_id, settings)
-            history = store.recent_turns(pending.conversation_id, self.generator.history_turns, through=pending.turn_id)
-        return self._generate(pending, history)
+        stored = run_transaction(
+            self.transaction,
+            lambda store: self._store_message(store, channel, external_id, text, message_id, display_name),
+        )
+        return stored if isinstance(stored, Reply) else self._generate(*stored)
+
+    def _store_message(
+        self,
+        store: ConversationStore,
+        channel: str,
+        external_id: str,
+        text: str,
+        message_id: str | None,
+        display_name: str | None,
+    ) -> Reply | tuple[_Pending, list[Turn]]:
+        """The user's turn, stored once however often the channel delivers it, and the history to answer it from;
+        or the Reply, where there is nothing to generate (a blocked user, a message answered before)."""
+        user = store.user(channel, external_id, display_name)
+        if user.blocked:
+            return NOTHING
+        earlier = store.earlier(user.id, message_id) if message_id is not None else None
+        if earlier is not None and earlier.reply_id is not None and earlier.reply_text is not None:
+            logger.info(
+                "message %s of %s:%s was answered before; not answering again", message_id, channel, external_id
+            )
+            return Reply(earlier.reply_text, turn_id=earlier.reply_id, send=not earlier.reply_delivered)
+        settings = DecodeSettings.from_json(user.settings)
+        if earlier is not None:  # stored, but the process stopped (or the database failed) before its reply was
+            pending = _Pending(earlier.conversation_id, earlier.turn_id, settings)
+        else:
+            conversation_id = self._open_conversation(store, user.id)
+            turn_id = store.add_turn(conversation_id, Turn(Role.USER, text), channel_message_id=message_id)
+            pending = _Pending(conversation_id, turn_id, settings)
+        return pending, store.recent_turns(pending.conversation_id, self.generator.history_turns, pending.turn_id)
 
     def _generate(self, pending: _Pending, history: list[Turn]) -> Reply:
         """Run the generator on ``history`` and store its reply to the pending turn with the provenance."""
@@ -157,10 +175,12 @@ class DialogueManager:
         latency_ms = (time.perf_counter() - started) * 1000
         text = UNSURE_REPLY if generated.text is None else generated.text.strip() or FALLBACK_REPLY
         provenance = Provenance(generated.model, generated.decoding, generated.score, latency_ms)
-        with self.transaction() as store:
-            turn_id = store.add_turn(
+        turn_id = run_transaction(
+            self.transaction,
+            lambda store: store.add_turn(
                 pending.conversation_id, Turn(Role.BOT, text), reply_to=pending.turn_id, provenance=provenance
-            )
+            ),
+        )
         logger.debug("conversation %s: replied with %d characters", pending.conversation_id, len(text))
         return Reply(text, turn_id=turn_id)
 

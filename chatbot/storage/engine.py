@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -53,6 +53,10 @@ def create_database_engine(url: str) -> Engine:
             options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_POOL_TIMEOUT_S}
             # sqlite3's own timeout is SQLite's busy timeout: no PRAGMA built from a number needed.
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        # A restarted or failed-over server, or an idle connection cut, leaves dead connections in the pool: test
+        # each as it is checked out (one round trip) and reconnect, rather than fail the next message with it.
+        options = {"pool_pre_ping": True}
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError, ArgumentError) as error:
@@ -77,6 +81,15 @@ def open_database(url: str) -> sessionmaker[Session]:
 def describe(url: URL) -> str:
     """The URL as safe to show: the password hidden."""
     return url.render_as_string(hide_password=True)
+
+
+def database_error(url: URL, error: DBAPIError) -> StorageError:
+    """A one-line StorageError for a statement or connection that failed on the database at ``url``: the URL with
+    its password hidden and the first line of the driver's message."""
+    reason = str(error.orig or error).strip().splitlines()[0]
+    waited = SQLITE_BUSY_TIMEOUT_MS / 1000
+    hint = f" (another process holds a write lock; waited {waited:g} s)" if "locked" in reason else ""
+    return StorageError(f"database {describe(url)}: {reason}{hint}")
 
 
 def _prepare_sqlite_file(url: URL) -> None:

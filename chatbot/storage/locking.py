@@ -2,19 +2,25 @@
 
 On Postgres a session-level advisory lock, keyed by a stable 64-bit hash of the conversation key, is taken on its
 own pooled connection before the user's turn is stored and released after the reply is stored, so a second worker
-process that receives the next message of the same chat waits for it. Other keys never wait. SQLite serves one
-process (its writes are serialised anyway), so there the in-process lock of the dialogue manager is the whole story
-and this lock does nothing.
+process that receives the next message of the same chat waits for it. Other keys never wait. A connection that
+drops while holding the lock takes the lock with it (the server ends its session), so the unlock is then skipped.
+SQLite serves one process (its writes are serialised anyway), so there the in-process lock of the dialogue manager
+is the whole story and this lock does nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from chatbot.storage.engine import database_error
+
+logger = logging.getLogger(__name__)
 ConversationLock = Callable[[str, str], AbstractContextManager[object]]
 
 
@@ -32,13 +38,31 @@ def conversation_lock(engine: Engine) -> ConversationLock:
     @contextmanager
     def advisory(channel: str, external_id: str) -> Iterator[object]:
         key = lock_key(channel, external_id)
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            connection.commit()  # the lock belongs to the session, not to this little transaction
+        try:
+            connection = engine.connect()
+        except DBAPIError as error:  # the server is down or unreachable
+            raise database_error(engine.url, error) from error
+        with connection:
+            try:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                connection.commit()  # the lock belongs to the session, not to this little transaction
+            except DBAPIError as error:
+                raise database_error(engine.url, error) from error
             try:
                 yield None
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+                _unlock(connection, key)
 
     return advisory
+
+
+def _unlock(connection: Connection, key: int) -> None:
+    """Release the advisory lock ``key`` held by ``connection``, if its connection is still there to release it."""
+    try:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        connection.commit()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The server ended the session when the connection dropped, and released its locks with it.
+        logger.warning("the connection holding conversation lock %s dropped; the server released the lock", key)

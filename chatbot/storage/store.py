@@ -3,20 +3,23 @@ provenance of each reply — over a SQLAlchemy session.
 
 The caller owns the transaction: it opens one with a ``Transaction`` (``sql_transaction(factory)``), does its reads
 and writes through the store it is handed, and the transaction commits when the ``with`` block ends (or rolls back
-on an exception). Tests use the same store on an in-memory SQLite database.
+on an exception); ``run_transaction`` runs a piece of work in one, and again if the connection dropped before the
+commit. Tests use the same store on an in-memory SQLite database.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from sqlalchemy import CursorResult, Executable, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -24,6 +27,7 @@ from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import StorageError
 from chatbot.storage import engine, models
 
+logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Columns = TypeVarTuple("Columns")
 
@@ -363,25 +367,52 @@ def delete_conversations(session: Session, conversation_ids: Select[Any]) -> Non
 
 
 Transaction = Callable[[], AbstractContextManager[ConversationStore]]
+Result = TypeVar("Result")
+RETRY_DELAYS_S = (0.05, 0.25)  # pauses before running a transaction again whose connection dropped; then give up
+
+
+class ConnectionDropped(StorageError):
+    """The connection to the database dropped before the transaction's commit was sent: the server rolled all of
+    it back, so running it again stores nothing twice."""
 
 
 def sql_transaction(session_factory: sessionmaker[Session], clock: Clock = utc_now) -> Transaction:
-    """A Transaction that opens a session, begins, yields a ConversationStore, and commits."""
+    """A Transaction that opens a session, begins, yields a ConversationStore, and commits. The database's trouble
+    (locked, unreachable, disk full, connection dropped) becomes a one-line StorageError; ConnectionDropped when the
+    connection dropped before the commit."""
 
     @contextmanager
     def transaction() -> Iterator[ConversationStore]:
+        committing = False
         try:
             with session_factory.begin() as session:
                 yield ConversationStore(session, clock)
-        except OperationalError as error:  # locked, unreachable, disk full: the database's trouble, not a bug
-            url = engine.describe(session_factory.kw["bind"].url)
-            reason = str(error.orig or error).strip().splitlines()[0]
-            waited = engine.SQLITE_BUSY_TIMEOUT_MS / 1000
-            hint = f" (another process holds a write lock; waited {waited:g} s)" if "locked" in reason else ""
-            raise StorageError(f"database {url}: {reason}{hint}") from error
+                committing = True  # a drop from here on may come after the server committed: not known to be undone
+        except DBAPIError as error:
+            if not (isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated):
+                raise  # a constraint or a statement the server refused: a bug, with its traceback
+            failure = engine.database_error(session_factory.kw["bind"].url, error)
+            if error.connection_invalidated and not committing:
+                raise ConnectionDropped(str(failure)) from error
+            raise failure from error
         except PoolTimeoutError as error:  # every pooled connection stayed busy for the pool's whole timeout
             url = engine.describe(session_factory.kw["bind"].url)
             reason = str(error).split(" (Background on this error")[0]
             raise StorageError(f"database {url}: too busy, no free connection ({reason})") from error
 
     return transaction
+
+
+def run_transaction(transaction: Transaction, work: Callable[[ConversationStore], Result]) -> Result:
+    """``work``'s result, run in a transaction of its own, and run again in a new one after a short pause while
+    the connection drops before the commit (a server restarted or failed over, a connection cut): each such try
+    was rolled back whole. Any other failure, and a drop on the last try, is raised."""
+    for delay in RETRY_DELAYS_S:
+        try:
+            with transaction() as store:
+                return work(store)
+        except ConnectionDropped as error:
+            logger.warning("%s; trying again in %g s", error, delay)
+            time.sleep(delay)
+    with transaction() as store:
+        return work(store)
