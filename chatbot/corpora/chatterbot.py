@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chatbot.corpora.files import reading
+from chatbot.corpora.files import read_text
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import ChatbotError, DataError
@@ -88,21 +89,46 @@ def _read_packaged(files: list[Path]) -> Iterator[Conversation]:
             yield conversation
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a scalar it cannot build a value from is a YAMLError with its line, not a crash."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError) as error:
+            # PyYAML lets these through for a plain scalar that matches a pattern but not its range (2001-13-45, an
+            # integer of 5000 digits, a +99:00 offset) and for explicit tags on the wrong text (!!bool maybe).
+            kind = node.tag.rpartition(":")[2]
+            problem = f"cannot read {str(node.value)[:40]!r} as {kind} (quote it to keep it as text)"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from error
+
+
 def _load_entries(path: Path) -> list[Any]:
     """The ``conversations`` list of a file; unreadable text or malformed YAML raises DataError."""
-    with reading(path):
-        text = path.read_text(encoding="utf-8")
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise _yaml_error(path, error) from error
+    document = _parse_yaml(path, read_text(path))
     conversations = document.get("conversations") if isinstance(document, dict) else None
     if not isinstance(conversations, list):
         raise DataError(path, 'expected a mapping with a "conversations" list')
     return conversations
 
 
-def _yaml_error(path: Path, error: yaml.YAMLError) -> DataError:
+def _parse_yaml(path: Path, text: str) -> Any:
+    """``yaml.safe_load`` whose every failure is a DataError, with the line where PyYAML knows it."""
+    try:
+        loader = _Loader(text)  # its reader rejects unprintable characters here, before parsing starts
+        try:
+            return loader.get_single_data()
+        except ValueError as error:  # the scanner's chr() and int() on "\U7fffffff" or a %YAML version of 5000 digits
+            raise DataError(path, "invalid YAML: an escape or number out of range", loader.line + 1) from error
+        except RecursionError as error:  # the composer recurses once per level of nesting
+            raise DataError(path, "invalid YAML: nested too deeply", loader.line + 1) from error
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as error:
+        raise _yaml_error(path, text, error) from error
+
+
+def _yaml_error(path: Path, text: str, error: yaml.YAMLError) -> DataError:
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         # PyYAML counts lines and columns from 0.
         mark, context = error.problem_mark, ""
@@ -110,7 +136,11 @@ def _yaml_error(path: Path, error: yaml.YAMLError) -> DataError:
             # An unclosed bracket is reported where the file ends; the context says where it opened.
             context = f", {error.context} from line {error.context_mark.line + 1}"
         return DataError(path, f"invalid YAML: {error.problem} (column {mark.column + 1}{context})", mark.line + 1)
-    return DataError(path, f"invalid YAML: {error}")
+    if isinstance(error, yaml.reader.ReaderError):
+        # Its str() spans two lines and counts characters from the start of the file, not lines.
+        line = text.count("\n", 0, error.position) + 1
+        return DataError(path, f"invalid YAML: unacceptable character #x{error.character:04x}: {error.reason}", line)
+    return DataError(path, f"invalid YAML: {' '.join(str(error).split())}")
 
 
 def _conversation(path: Path, conversation_id: str, index: int, entry: Any) -> Conversation:
@@ -125,7 +155,8 @@ def _text(path: Path, index: int, position: int, item: Any) -> str:
         return item
     # YAML reads an unquoted 1984 or 3.5 as a number and yes/no as a bool (an int subclass); keep their str().
     if isinstance(item, (int, float)):
-        return str(item)
+        with suppress(ValueError):  # str() refuses an integer of more than 4300 digits (0xfff... is read fine)
+            return str(item)
     raise DataError(path, f"conversations[{index}][{position}]: expected a string, got {_kind(item)}")
 
 
@@ -139,4 +170,8 @@ def _kind(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return f"the single string {value[:60]!r} (each conversation is a '- - ' list)"
-    return f"{type(value).__name__} {value} (quote it)"
+    try:
+        shown = str(value)[:60]
+    except ValueError:  # an integer of more than 4300 digits
+        shown = "too long to show"
+    return f"{type(value).__name__} {shown} (quote it)"

@@ -17,32 +17,42 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from chatbot.corpora.files import reading
+from chatbot.corpora.files import checked_lines, open_text, reading
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
-from chatbot.text.normalize import normalize_text
+from chatbot.text.normalize import normalize_text, valid_unicode
 
 
 def read_jsonl(path: Path) -> Iterator[Conversation]:
     """Yield the conversations of a JSONL file; a malformed line raises DataError naming file and line."""
-    with reading(path), path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with reading(path), open_text(path) as handle:
+        for number, line in enumerate(checked_lines(path, handle), start=1):
             if line.strip():
                 yield _parse_line(path, number, line)
 
 
-def _parse_line(path: Path, number: int, line: str) -> Conversation:
+def parse_json(path: Path, text: str, line: int | None = None) -> Any:
+    """``json.loads`` whose every failure is a DataError; ``line`` is the file's line when ``text`` is one line."""
     try:
-        record = json.loads(line)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(path, f"invalid JSON: {error.msg} (column {error.colno})", number) from error
+        where = error.lineno if line is None else line
+        raise DataError(path, f"invalid JSON: {error.msg} (column {error.colno})", where) from error
+    except ValueError as error:  # an integer beyond sys.get_int_max_str_digits() (4300 digits)
+        raise DataError(path, "invalid JSON: a number too long to read", line) from error
+    except RecursionError as error:  # the decoder recurses once per level of [ and {
+        raise DataError(path, "invalid JSON: nested too deeply", line) from error
+
+
+def _parse_line(path: Path, number: int, line: str) -> Conversation:
+    record = parse_json(path, line, number)
     if not isinstance(record, dict) or not isinstance(record.get("turns"), list):
         raise DataError(path, 'expected an object with a "turns" list', number)
     turns = [_parse_turn(path, number, index, turn) for index, turn in enumerate(record["turns"])]
     conversation_id = record.get("id", f"{path.name}:{number}")
     if not isinstance(conversation_id, (str, int)):
         raise DataError(path, '"id" must be a string or a number', number)
-    return Conversation(str(conversation_id), merge_consecutive(turns))
+    return Conversation(valid_unicode(str(conversation_id)), merge_consecutive(turns))
 
 
 def _parse_turn(path: Path, number: int, index: int, turn: Any) -> Utterance:
@@ -60,13 +70,14 @@ def merge_consecutive(turns: list[Utterance]) -> tuple[Utterance, ...]:
     row); utterances with nothing left after normalisation are dropped."""
     merged: list[Utterance] = []
     for turn in turns:
-        text = normalize_text(turn.text)
+        text = normalize_text(valid_unicode(turn.text))
         if not text:
             continue
-        if merged and merged[-1].speaker == turn.speaker:
-            merged[-1] = Utterance(turn.speaker, f"{merged[-1].text} {text}")
+        speaker = valid_unicode(turn.speaker)
+        if merged and merged[-1].speaker == speaker:
+            merged[-1] = Utterance(speaker, f"{merged[-1].text} {text}")
         else:
-            merged.append(Utterance(turn.speaker, text))
+            merged.append(Utterance(speaker, text))
     return tuple(merged)
 
 

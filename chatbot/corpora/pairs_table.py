@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from chatbot.corpora.files import reading
+from chatbot.corpora.files import checked_lines, open_text, reading
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
@@ -23,20 +23,30 @@ HEADER = ("context", "response")
 def read_pairs_table(path: Path) -> Iterator[Conversation]:
     """Yield each row as a two-turn conversation; a malformed row raises DataError naming file and line."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with reading(path), path.open(encoding="utf-8", newline="") as handle:
-            yield from _rows(path, handle, delimiter)
-    except csv.Error as error:
-        raise DataError(path, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {error}") from error
+    with reading(path), open_text(path, newline="") as handle:
+        yield from _conversations(path, _records(path, handle, delimiter))
 
 
-def _rows(path: Path, handle: TextIO, delimiter: str) -> Iterator[Conversation]:
-    reader = csv.reader(handle, delimiter=delimiter, strict=True)  # an unclosed quote is an error, not a merged row
+def _records(path: Path, handle: TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """The rows that are not blank, each with the line it ends on; a row csv cannot parse is a DataError."""
+    # strict: an unclosed quote is an error, not a row that swallows the rest of the file
+    reader = csv.reader(checked_lines(path, handle), delimiter=delimiter, strict=True)
+    while True:
+        start = reader.line_num + 1  # a quoted cell may span lines: name the line where the bad row starts
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            kind = "TSV" if delimiter == "\t" else "CSV"
+            raise DataError(path, f"malformed {kind}: {error}", start) from error
+        if any(cell.strip() for cell in row):
+            yield reader.line_num, row
+
+
+def _conversations(path: Path, records: Iterator[tuple[int, list[str]]]) -> Iterator[Conversation]:
     columns: tuple[int, int, int | None] = (0, 1, None)
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
+    for line, row in records:
         if line == 1 and {"context", "response"} <= {cell.strip().lower() for cell in row}:
             columns = _header_columns(row)
             continue

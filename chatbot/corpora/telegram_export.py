@@ -11,17 +11,17 @@ The speaker is ``from_id`` (else ``from``); consecutive messages of one speaker 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from chatbot.corpora.files import reading
-from chatbot.corpora.jsonl import merge_consecutive
+from chatbot.corpora.files import read_text
+from chatbot.corpora.jsonl import merge_consecutive, parse_json
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.errors import DataError
+from chatbot.text.normalize import valid_unicode
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,13 @@ class _Message:
 
 def read_telegram_export(path: Path, session_gap_minutes: float = 60.0) -> Iterator[Conversation]:
     """Yield each chat's sessions in export order; pass ``math.inf`` as the gap to keep every chat whole."""
-    for chat in _chats(path, _load_json(path)):
+    for chat in _chats(path, parse_json(path, read_text(path))):
         chat_id = chat["id"]
         parsed = (_parse_message(path, chat_id, position, entry) for position, entry in enumerate(chat["messages"]))
         messages = [message for message in parsed if message is not None]
         for session in _sessions(messages, session_gap_minutes * 60):
             turns = merge_consecutive([Utterance(message.speaker, message.text) for message in session])
-            yield Conversation(f"telegram:{chat_id}:{session[0].id}", turns)
-
-
-def _load_json(path: Path) -> Any:
-    with reading(path):
-        text = path.read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from error
+            yield Conversation(valid_unicode(f"telegram:{chat_id}:{session[0].id}"), turns)
 
 
 def _chats(path: Path, export: Any) -> list[dict[str, Any]]:
@@ -74,8 +65,8 @@ def _parse_message(path: Path, chat_id: int | str, position: int, entry: Any) ->
     """The message as a turn, or None for service entries and media without text."""
     message_id = entry.get("id") if isinstance(entry, dict) else None
     if not _is_id(message_id):
-        raise DataError(path, f'chat {chat_id}, message #{position + 1}: expected an object with an "id"')
-    where = f"chat {chat_id}, message {message_id}"
+        raise DataError(path, f'chat {_shown(chat_id)}, message #{position + 1}: expected an object with an "id"')
+    where = f"chat {_shown(chat_id)}, message {_shown(message_id)}"
     if entry.get("type") != "message":
         return None  # joins, pins, calls, title changes: nobody said anything
     text = _plain_text(path, where, entry.get("text", ""))
@@ -92,6 +83,11 @@ def _parse_message(path: Path, chat_id: int | str, position: int, entry: Any) ->
 def _is_id(value: Any) -> TypeGuard[int | str]:
     """Ids and senders are numbers or strings; a JSON boolean would pass isinstance(int) but is neither."""
     return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _shown(value: int | str) -> str:
+    """An id as an error message shows it: quoted and escaped when it would break the message's one line."""
+    return value if isinstance(value, str) and value.isprintable() else repr(value)
 
 
 def _plain_text(path: Path, where: str, text: Any) -> str:
@@ -113,10 +109,10 @@ def _seconds(path: Path, where: str, entry: dict[str, Any]) -> float:
         if "date_unixtime" in entry:
             return float(entry["date_unixtime"])
         sent = datetime.fromisoformat(entry["date"])
-    except (KeyError, TypeError, ValueError) as error:
+        # A naive date is read as UTC, not as this machine's zone: gaps then never depend on where the reader runs.
+        return sent.replace(tzinfo=sent.tzinfo or timezone.utc).timestamp()
+    except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: beyond what a float holds
         raise DataError(path, f'{where}: expected an ISO "date" or a "date_unixtime"') from error
-    # A naive date is read as UTC, not as this machine's zone: gaps then never depend on where the reader runs.
-    return sent.replace(tzinfo=sent.tzinfo or timezone.utc).timestamp()
 
 
 def _sessions(messages: list[_Message], gap_seconds: float) -> Iterator[list[_Message]]:

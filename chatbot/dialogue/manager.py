@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 import time
 import zlib
@@ -43,6 +42,7 @@ from chatbot.storage.store import (
     run_transaction,
     utc_now,
 )
+from chatbot.text.normalize import valid_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ UNSURE_REPLY = "I'm not sure what to say to that."  # when the generator has no 
 EXPORT_LIMIT = 1000  # turns /export shows at most
 ADMIN_COMMANDS = ("stats", "model")
 MAX_MESSAGE_CHARS = 4096  # Telegram's own limit, kept on every channel: longer input is refused, never stored
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON escapes and undecodable input bytes can make them
 LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
 
 
@@ -106,7 +105,8 @@ class DialogueManager:
         """
         if len(text) > MAX_MESSAGE_CHARS:
             return Reply(texts.TOO_LONG_TEXT.format(length=len(text), limit=MAX_MESSAGE_CHARS), is_command=True)
-        text, display_name = _storable(text), _storable(display_name) if display_name is not None else None
+        # Undecodable terminal bytes and JSON escapes can leave lone surrogates, which no UTF-8 database stores.
+        text, display_name = valid_unicode(text), valid_unicode(display_name) if display_name is not None else None
         shared = self.shared_lock(channel, external_id) if self.shared_lock else contextlib.nullcontext()
         with self._lock_for(channel, external_id), shared:
             command = parse_command(text)
@@ -290,9 +290,3 @@ def _why(last: ProvenReply | None, history: list[Turn], generator: Generator) ->
     )
     explanation = generator.explain(history, last.text) if history else None
     return summary if explanation is None else f"{summary}\n\n{explanation}"
-
-
-def _storable(text: str) -> str:
-    """``text`` with each lone surrogate (no character of its own, and refused by UTF-8 databases) replaced by
-    U+FFFD, the replacement character."""
-    return LONE_SURROGATE.sub("\ufffd", text)

@@ -19,6 +19,7 @@ from chatbot.dialogue.commands import parse_command
 from chatbot.dialogue.manager import MAX_MESSAGE_CHARS, DialogueManager
 from chatbot.dialogue.types import Role
 from chatbot.generation import ResponseGenerator
+from chatbot.text.normalize import valid_unicode
 from tests.database import ScratchDatabase
 
 REPLY_LIMIT = 4096  # the longest message Telegram sends; no reply to a message may be longer
@@ -72,7 +73,7 @@ def test_any_message_gets_a_bounded_reply_and_is_stored_when_it_fits(
         assert stored == [] and "at most 4,096" in reply.text
     elif parse_command(text) is None:
         assert [turn.role for turn in stored] == [Role.USER, Role.BOT]
-        assert len(stored[0].text) == len(text)  # lone surrogates become U+FFFD, one for one; nothing is cut
+        assert stored[0].text == valid_unicode(text)  # a lone surrogate becomes U+FFFD; nothing else changes
         assert stored[1].text == reply.text
 
 
