@@ -85,12 +85,18 @@ class AiohttpRequest(BaseRequest):
         """The status code and body of ``method`` on ``url`` with ``request_data`` as its form; timeouts raise
         TimedOut and any other failure to get an answer NetworkError (whose message never holds the URL, as the
         URL holds the bot token)."""
+        timeout = self._timeout(read_timeout, write_timeout, connect_timeout, pool_timeout)
+        return await self.send(url, method, _form(request_data), timeout)
+
+    async def send(
+        self, url: str, method: str, body: aiohttp.FormData | dict[str, str] | None, timeout: aiohttp.ClientTimeout
+    ) -> tuple[int, bytes]:
+        """``do_request`` with the form and the timeouts already made (for a subclass that changes the form)."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
-        timeout = self._timeout(read_timeout, write_timeout, connect_timeout, pool_timeout)
         try:
             async with self._session.request(
-                method, url, data=_form(request_data), timeout=timeout, proxy=self._proxy(url), allow_redirects=False
+                method, url, data=body, timeout=timeout, proxy=self._proxy(url), allow_redirects=False
             ) as response:
                 return response.status, await response.read()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:

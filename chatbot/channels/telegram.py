@@ -9,7 +9,9 @@ handler that matches it:
     in a group, only text that mentions the bot or replies to it, and each member has their own history;
   - anything else (a sticker, a photo): a short note that only text is understood.
 Each message goes to the manager with its Telegram message id, and each reply sent is reported back to it, so a
-message Telegram delivers again after a restart is answered once (dialogue/manager.py).
+message Telegram delivers again after a restart is answered once (dialogue/manager.py). When polling, an update is
+confirmed to Telegram only once handled (``_Acknowledgements``), so one the bot was killed while answering does
+come again; an update python-telegram-bot cannot read is logged and skipped, not left to stall every poll.
 Edited messages match no handler, so they are never answered. A reply longer than one Telegram message is
 cut by ``split_message``. A failing handler ends in ``on_error``, which logs (and, when the fault is ours,
 tells the user) and lets the bot go on. The token never reaches a log line: httpx, which logs request URLs
@@ -22,16 +24,20 @@ import asyncio
 import contextlib
 import functools
 import html
+import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Message, MessageEntity, Update
+from telegram._utils.types import ODVInput
 from telegram.constants import ChatAction, ChatType, MessageLimit
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
@@ -45,6 +51,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import BaseRequest, RequestData
 
 from chatbot.channels.aiohttp_request import TIMEOUT_SECONDS, AiohttpRequest
 from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES, PerChatOrder
@@ -83,6 +90,14 @@ TYPING_DELAY_SECONDS = 0.5
 TYPING_REFRESH_SECONDS = 4.0
 SEND_RETRY_PAUSES = (0.5, 2.0)  # seconds before the second and third attempt at sending after a 5xx or timeout
 RATE_LIMIT_RETRIES = 3  # how often the rate limiter retries after a 429, each after the retry_after asked for
+# While updates are being handled, getUpdates returns them again at once (they are not confirmed yet), so before
+# polling the bot waits for one of them to be handled (HELD_POLL_SECONDS at most) and, if some still are, a short
+# gap more: it does not spin, and a message from another chat still waits only milliseconds to be fetched.
+HELD_POLL_SECONDS = 0.2
+HELD_POLL_GAP_SECONDS = 0.01
+# An update still not handled this long after it was fetched is confirmed anyway: getUpdates returns at most 100
+# updates from the offset on, so one stuck update would otherwise stop the bot fetching new ones for every chat.
+HOLD_SECONDS = 60.0
 
 Context = ContextTypes.DEFAULT_TYPE
 TelegramApplication = Application[
@@ -185,22 +200,136 @@ def build_application(
     poll's own wait); a call that times out is retried like a 5xx."""
     _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
-    client = functools.partial(AiohttpRequest, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout)
+    acknowledgements = _Acknowledgements()
     application = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         # PTB's own httpx client caps the bot at ~200 replies/s on 2 cores (aiohttp_request.py).
-        .request(client())
-        .get_updates_request(client(connection_pool_size=1))
+        .request(AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
+        .get_updates_request(_PollingRequest(acknowledgements, timeout))
         .rate_limiter(_rate_limiter(pace))
-        .concurrent_updates(PerChatOrder())  # chats in parallel, each chat's messages in order
+        .concurrent_updates(_AcknowledgedOrder(acknowledgements))  # chats in parallel, each chat's messages in order
         .post_init(_register_commands)
         .build()
     )
     _add_handlers(application, _Handlers(manager, access))
     return application
+
+
+class _Acknowledgements:
+    """Which fetched updates are still being handled, so that getUpdates confirms an update only once it is.
+
+    getUpdates confirms every update below its ``offset``, and PTB's Updater moves the offset past the updates it
+    fetched at its very next poll: a bot killed while answering would never be sent that message again. Each poll
+    passes through ``offset``, which holds the offset at the oldest update still being handled, and its answer
+    through ``received``, which leaves out the updates fetched before and any PTB cannot read (one such update
+    fails its whole batch, poll after poll); the update processor reports each update ``handled``.
+    """
+
+    def __init__(self) -> None:
+        self.unhandled: dict[int, float] = {}  # update id: when it was fetched (time.monotonic)
+        self.next_id = 0  # one above the newest update fetched
+        self._progress = asyncio.Event()  # set when an update is handled
+
+    async def offset(self, asked: int) -> int:
+        """The offset for the next getUpdates, ``asked`` by the Updater, held back at the oldest update still being
+        handled; a held poll waits first, as it returns at once (the held updates again)."""
+        if self._held() is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), HELD_POLL_SECONDS)
+            if self._held() is not None:  # still: the poll will return at once, so it waits a little more
+                await asyncio.sleep(HELD_POLL_GAP_SECONDS)
+        self._progress.clear()
+        held = self._held()
+        return max(asked, self.next_id) if held is None else held
+
+    def received(self, status: int, body: bytes) -> bytes:
+        """The getUpdates answer ``body`` without the updates fetched before or unreadable; the rest are now
+        being handled. An error, or a body that is no list of updates, is passed on for PTB to report."""
+        if status != HTTPStatus.OK:
+            return body
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return body
+        updates = answer.get("result") if isinstance(answer, dict) else None
+        if not isinstance(updates, list):
+            return body
+        answer["result"] = [update for update in updates if self._fresh(update)]
+        return json.dumps(answer).encode()
+
+    def handled(self, update_id: int) -> None:
+        """Note that the update is handled: the next poll may confirm it."""
+        self.unhandled.pop(update_id, None)
+        self._progress.set()
+
+    def _fresh(self, update: Any) -> bool:
+        """Whether ``update`` is new and readable; either way, from now on it counts as fetched."""
+        update_id = update.get("update_id") if isinstance(update, dict) else None
+        if type(update_id) is not int:  # not even a bool: nothing to confirm it by
+            logger.warning("skipping an update without an update_id")
+            return False
+        if update_id < self.next_id:
+            return False
+        self.next_id = update_id + 1
+        try:
+            Update.de_json(update, None)
+        except Exception as error:  # PTB's parsing raises whatever the malformed data provokes
+            logger.warning("skipping update %s, which is malformed: %s: %s", update_id, type(error).__name__, error)
+            return False
+        self.unhandled[update_id] = time.monotonic()
+        return True
+
+    def _held(self) -> int | None:
+        """The oldest update being handled, of those fetched less than HOLD_SECONDS ago (the others are given up)."""
+        since = time.monotonic() - HOLD_SECONDS
+        self.unhandled = {update_id: fetched for update_id, fetched in self.unhandled.items() if fetched > since}
+        return min(self.unhandled, default=None)
+
+
+class _PollingRequest(AiohttpRequest):
+    """The Bot API connection getUpdates is called on (one at a time), confirming only handled updates
+    (_Acknowledgements); ``timeout`` as for build_application."""
+
+    __slots__ = ("acknowledgements",)
+
+    def __init__(self, acknowledgements: _Acknowledgements, timeout: float) -> None:
+        super().__init__(1, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout)
+        self.acknowledgements = acknowledgements
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        timeouts = (read_timeout, write_timeout, connect_timeout, pool_timeout)
+        if not url.endswith("/getUpdates") or request_data is None:
+            return await super().do_request(url, method, request_data, *timeouts)
+        form = request_data.json_parameters
+        form["offset"] = str(await self.acknowledgements.offset(int(form.get("offset", 0))))
+        status, body = await self.send(url, method, form, self._timeout(*timeouts))
+        return status, self.acknowledgements.received(status, body)
+
+
+class _AcknowledgedOrder(PerChatOrder):
+    """PerChatOrder, reporting each update it has handled to ``acknowledgements``."""
+
+    def __init__(self, acknowledgements: _Acknowledgements) -> None:
+        super().__init__()
+        self.acknowledgements = acknowledgements
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        await super().do_process_update(update, coroutine)
+        # Not in a finally: an update cut short (cancelled at shutdown) stays unconfirmed, to come again.
+        if isinstance(update, Update):
+            self.acknowledgements.handled(update.update_id)
 
 
 def _rate_limiter(pace: bool) -> AIORateLimiter:
@@ -316,9 +445,11 @@ class _Handlers:
             logger.warning("update %s: network error talking to Telegram: %s", update_id, error)
         else:
             logger.error("update %s failed", update_id, exc_info=error)
-        if isinstance(update, Update) and update.message is not None and not isinstance(error, TelegramError):
+        message = update.message if isinstance(update, Update) else None
+        # A malformed message may have no chat to answer in.
+        if message is not None and message.chat is not None and not isinstance(error, TelegramError):
             with contextlib.suppress(TelegramError):
-                await update.message.reply_text(ERROR_REPLY)
+                await message.reply_text(ERROR_REPLY)
 
 
 def conversation_key(message: Message) -> str:

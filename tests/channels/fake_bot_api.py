@@ -1,10 +1,11 @@
 """A fake Telegram Bot API on 127.0.0.1 that a real python-telegram-bot Application talks to over HTTP.
 
-Tests queue updates (``add_text``, ``add_command``, ``add_sticker``, ``add_photo``, ``add_edited_text``),
-the bot fetches them with long-polling ``getUpdates`` and answers with ``sendMessage``, which the fake records
-in ``sent``; ``wait_for_messages`` waits, for a bounded time, until enough answers have arrived. Like the real
-API, requests are form-encoded with JSON-encoded values, errors are HTTP status codes, and an unknown method
-answers ``true``.
+Tests queue updates (``add_text``, ``add_command``, ``add_sticker``, ``add_photo``, ``add_edited_text``, or
+any JSON with ``add_raw``), the bot fetches them with long-polling ``getUpdates`` and answers with ``sendMessage``,
+which the fake records in ``sent`` (``inject`` makes calls fail instead); ``wait_for_messages`` waits, for a
+bounded time, until enough answers have arrived. Like the real API, requests are form-encoded with JSON-encoded
+values, errors are HTTP status codes, an unknown method answers ``true``, and getUpdates confirms (drops) every
+update below its ``offset``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TEXT_PARAMS = frozenset({"text", "caption", "action"})
 COMMAND = re.compile(r"^/\w+(@\w+)?")
 MENTION = re.compile(r"(?<![\w/])@\w+")
 MAX_TEXT_UNITS = 4096
+HOLD_SECONDS = 3600.0  # a held request waits this long at most, in case the fake is never stopped
 HTML_TAGS = re.compile(r"</?(?:b|strong|i|em|u|ins|s|strike|del|code|pre|tg-spoiler|blockquote)>")
 
 
@@ -54,7 +56,9 @@ class SentMessage:
 @dataclass
 class Fault:
     """An error the fake answers instead of ``method`` (for ``chat_id`` only, when set), ``times`` more times,
-    after ``delay`` seconds (a slow gateway: the bot may time out first)."""
+    after ``delay`` seconds (a slow gateway: the bot may time out first). ``body``: answer that raw text instead
+    of a JSON error (a proxy's HTML page). ``hold``: never answer until the fake stops, as when the bot dies with
+    the request in flight; a held request is not carried out (a held sendMessage sends nothing)."""
 
     method: str
     status: int
@@ -63,6 +67,8 @@ class Fault:
     chat_id: int | None = None
     times: int = 1
     delay: float = 0.0
+    body: str | None = None
+    hold: bool = False
 
 
 def utf16_units(text: str) -> int:
@@ -166,6 +172,15 @@ class FakeBotApi:
         message = self._message(chat_id, edit_date=int(time.time()), **_text_fields(text))
         return self._add_update("edited_message", message)
 
+    def add_raw(self, fields: dict[str, Any], update_id: int | None = None) -> int:
+        """Queue an update made of ``fields`` as they are (malformed ones too), numbered ``update_id`` (default: the
+        next number); later updates are numbered after it, as Telegram's ids only grow."""
+        self._update_id = self._update_id + 1 if update_id is None else max(update_id, self._update_id)
+        self._every_update[self._update_id] = {"update_id": self._update_id, **fields}
+        self._updates.append(self._every_update[self._update_id])
+        self._notify()
+        return self._update_id
+
     def inject(self, fault: Fault) -> None:
         """Answer the next calls the fault matches with its error (a 429 with retry_after, a 502, a 403...)."""
         self._faults.append(fault)
@@ -204,8 +219,7 @@ class FakeBotApi:
         self._notify()
         fault = self._fault_for(method, params)
         if fault is not None:
-            await asyncio.sleep(fault.delay)
-            return _error(fault.status, fault.description, fault.retry_after)
+            return await self._fail(fault)
         if method == "getMe":
             return _ok(BOT_USER)
         if method == "getUpdates":
@@ -243,6 +257,14 @@ class FakeBotApi:
         message["from"] = BOT_USER
         return _ok(message)
 
+    async def _fail(self, fault: Fault) -> web.Response:
+        if fault.hold:
+            await self._wait_until(lambda: self._closing, HOLD_SECONDS)
+        await asyncio.sleep(fault.delay)
+        if fault.body is not None:
+            return web.Response(status=fault.status, text=fault.body, content_type="text/html")
+        return _error(fault.status, fault.description, fault.retry_after)
+
     def _fault_for(self, method: str, params: dict[str, Any]) -> Fault | None:
         for fault in self._faults:
             if fault.times > 0 and fault.method == method and fault.chat_id in (None, params.get("chat_id")):
@@ -251,8 +273,8 @@ class FakeBotApi:
         return None
 
     def _deliverable(self, update: dict[str, Any]) -> bool:
-        kind = next(key for key in update if key != "update_id")
-        return self._allowed_updates is None or kind in self._allowed_updates
+        kind = next((key for key in update if key != "update_id"), None)  # None: a malformed, empty update
+        return self._allowed_updates is None or kind is None or kind in self._allowed_updates
 
     def _add_update(self, kind: str, payload: dict[str, Any]) -> int:
         self._update_id += 1
