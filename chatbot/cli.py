@@ -783,7 +783,8 @@ def telegram(
     groups, each member, and only messages that mention or reply to the bot are answered); /help lists the
     commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget; /stats and /model for
     --admin users). --allow limits who may talk to the bot, --rate-limit how fast. A message Telegram delivers
-    again after a restart is not answered twice."""
+    again after a restart is not answered twice, and on start the messages of the last 24 hours that were never
+    answered (the bot was stopped mid-turn) are answered first."""
     from chatbot.channels.telegram import Access, Webhook, new_webhook_secret, run_telegram
 
     if webhook_secret is not None and webhook_url is None:

@@ -12,6 +12,11 @@ Each message goes to the manager with its Telegram message id, and each reply se
 message Telegram delivers again after a restart is answered once (dialogue/manager.py). When polling, an update is
 confirmed to Telegram only once handled (``_Acknowledgements``), so one the bot was killed while answering does
 come again; an update python-telegram-bot cannot read is logged and skipped, not left to stall every poll.
+A webhook is answered before its update is handled, so Telegram never sends again a message the bot was killed
+while answering: at every start, in both modes, before any update is taken (``post_init``, ``_Handlers.on_start``),
+the messages stored in the last 24 hours but never answered, or whose reply was never delivered, are answered
+first (``answer_left_unanswered``), each as a reply to its message; when polling, the same message fetched again
+then finds its reply delivered and is not answered twice.
 Edited messages match no handler, so they are never answered. A reply longer than one Telegram message is
 cut by ``split_message``. A failing handler ends in ``on_error``, which logs (and, when the fault is ours,
 tells the user) and lets the bot go on. The token never reaches a log line: httpx, which logs request URLs
@@ -36,9 +41,9 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from telegram import BotCommand, Message, MessageEntity, Update
+from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
 from telegram._utils.types import ODVInput
-from telegram.constants import ChatAction, ChatType, MessageLimit
+from telegram.constants import ChatAction, ChatType, MessageLimit, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -56,7 +61,8 @@ from telegram.request import BaseRequest, RequestData
 from chatbot.channels.aiohttp_request import TIMEOUT_SECONDS, AiohttpRequest
 from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES, PerChatOrder
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
-from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
+from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager, UnansweredMessage
+from chatbot.dialogue.types import Reply
 from chatbot.errors import ChatbotError
 
 logger = logging.getLogger(__name__)
@@ -201,6 +207,7 @@ def build_application(
     _protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
     acknowledgements = _Acknowledgements()
+    handlers = _Handlers(manager, access)
     application = (
         ApplicationBuilder()
         .token(token)
@@ -211,10 +218,10 @@ def build_application(
         .get_updates_request(_PollingRequest(acknowledgements, timeout))
         .rate_limiter(_rate_limiter(pace))
         .concurrent_updates(_AcknowledgedOrder(acknowledgements))  # chats in parallel, each chat's messages in order
-        .post_init(_register_commands)
+        .post_init(handlers.on_start)
         .build()
     )
-    _add_handlers(application, _Handlers(manager, access))
+    _add_handlers(application, handlers)
     return application
 
 
@@ -360,7 +367,8 @@ async def _register_commands(application: TelegramApplication) -> None:
 
 
 class _Handlers:
-    """The bot's callbacks: each takes one Telegram message, asks the manager, and replies."""
+    """The bot's callbacks: each takes one Telegram message, asks the manager, and replies; and, at start, those
+    for the messages an earlier run left unanswered (``on_start``)."""
 
     def __init__(self, manager: DialogueManager, access: Access) -> None:
         self.manager = manager
@@ -417,15 +425,78 @@ class _Handlers:
         admin = message.from_user is not None and message.from_user.id in self.access.admins
         message_id, name = str(message.message_id), _name(message)
         reply = await self._in_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
+        await self._deliver(key, reply, message.reply_html if reply.fixed_width else message.reply_text)
+
+    async def _deliver(self, key: str, reply: Reply, send: Callable[[str], Awaitable[Message]]) -> bool:
+        """Send ``reply`` (if it is to be sent) with ``send`` (in parts, retried) and report it delivered; a chat
+        that refuses the bot's messages marks the user unreachable instead. Whether it was sent."""
         if not reply.send:
-            return
+            return False
         try:
-            sent = await _send_reply(message, reply.text, reply.fixed_width)
+            sent = await _send_parts(send, reply.text, reply.fixed_width)
         except Forbidden as error:  # the user blocked the bot (or left the group): not our fault, not fatal
             logger.warning("chat %s refuses the bot's messages (%s); the user is marked inactive", key, error)
             await self._in_thread(self.manager.unreachable, CHANNEL, key)
-            return
+            return False
         await self._in_thread(self.manager.delivered, reply, str(sent[-1].message_id))
+        return True
+
+    async def on_start(self, application: TelegramApplication) -> None:
+        """post_init: publish the command menu, then answer what an earlier run left unanswered, before the
+        first update is taken (so that none races with the same message delivered again). The bot starts anyway
+        if that fails: new messages may still be served."""
+        await _register_commands(application)
+        try:
+            await self.answer_left_unanswered(application.bot)
+        except ChatbotError as error:  # the database is down, say
+            logger.error("could not answer the messages left unanswered: %s", error)
+        except Exception:
+            logger.exception("could not answer the messages left unanswered")
+
+    async def answer_left_unanswered(self, bot: ExtBot[int]) -> int:
+        """Answer the messages an earlier run stored but never answered, or whose reply it never delivered
+        (``DialogueManager.unanswered``), each as a reply to its message: chats in parallel, each chat's in order.
+        Returns how many were answered; a chat that fails is logged and costs no other chat its answers."""
+        async with self._holding(self.manager.unanswered_lock(CHANNEL)):
+            pending = await self._in_thread(self.manager.unanswered, CHANNEL)
+            by_chat: dict[str, list[UnansweredMessage]] = {}
+            for message in pending:
+                by_chat.setdefault(message.external_id, []).append(message)
+            answered = sum(await asyncio.gather(*(self._answer_late(bot, key, late) for key, late in by_chat.items())))
+        logger.info("answered %d of %d messages left unanswered by an earlier run", answered, len(pending))
+        return answered
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, lock: contextlib.AbstractContextManager[object]) -> AsyncIterator[None]:
+        """Hold ``lock``, a blocking one, for the block, taking and releasing it in a handler thread."""
+        held = contextlib.ExitStack()
+        await self._in_thread(held.enter_context, lock)
+        try:
+            yield
+        finally:
+            await self._in_thread(held.close)
+
+    async def _answer_late(self, bot: ExtBot[int], key: str, messages: list[UnansweredMessage]) -> int:
+        """Answer one conversation's ``messages`` in order, each as a reply to its message; returns how many were
+        sent. A failure ends this conversation's: the messages after one not answered wait for the next start."""
+        answered = 0
+        try:
+            chat_id, sender = _chat_and_sender(key)
+            if not self.access.admits(sender):  # --allow changed since they wrote
+                return 0
+            for message in messages:
+                respond = functools.partial(self.manager.respond, CHANNEL, key, message.text)
+                reply = await self._in_thread(respond, message.channel_message_id)
+                quoted = ReplyParameters(int(message.channel_message_id), allow_sending_without_reply=True)
+                parse_mode = ParseMode.HTML if reply.fixed_width else None
+                send = functools.partial(bot.send_message, chat_id, parse_mode=parse_mode, reply_parameters=quoted)
+                if not await self._deliver(key, reply, send):
+                    break
+                answered += 1
+        except Exception as error:  # a network error, the database, the model: other chats go on
+            failed = messages[answered].channel_message_id
+            logger.warning("could not answer message %s of chat %s: %s: %s", failed, key, type(error).__name__, error)
+        return answered
 
     async def on_non_text(self, update: Update, context: Context) -> None:
         """Explain that only text is understood (in a group, only to a reply to the bot)."""
@@ -458,6 +529,12 @@ def conversation_key(message: Message) -> str:
     if _in_group(message) and message.from_user is not None:
         return f"{message.chat_id}:{message.from_user.id}"
     return str(message.chat_id)
+
+
+def _chat_and_sender(key: str) -> tuple[int, int]:
+    """The chat and the user of a conversation key (``conversation_key``)."""
+    chat, _, user = key.partition(":")
+    return int(chat), int(user or chat)
 
 
 def _in_group(message: Message) -> bool:
@@ -531,12 +608,17 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
 
 
 async def _send_reply(message: Message, text: str, fixed_width: bool = False) -> list[Message]:
-    """Answer ``message`` with ``text``, in as many Telegram messages as its length needs (each in a fixed-width
-    block when ``fixed_width``: a <pre> element, with the text HTML-escaped); returns them."""
+    """Answer ``message`` with ``text`` (see ``_send_parts``); returns the Telegram messages sent."""
+    return await _send_parts(message.reply_html if fixed_width else message.reply_text, text, fixed_width)
+
+
+async def _send_parts(send: Callable[[str], Awaitable[Message]], text: str, fixed_width: bool) -> list[Message]:
+    """Send ``text`` with ``send``, in as many Telegram messages as its length needs (each in a fixed-width block
+    when ``fixed_width``: a <pre> element, with the text HTML-escaped, for ``send`` to mark up as HTML), each
+    tried again on a 5xx or timeout; returns them."""
     parts = split_message(text)  # Telegram's length limit counts the text after markup is parsed: split the raw text
     if fixed_width:
         parts = [f"<pre>{html.escape(part, quote=False)}</pre>" for part in parts]
-    send = message.reply_html if fixed_width else message.reply_text
     return [await _retried(functools.partial(send, part)) for part in parts]
 
 

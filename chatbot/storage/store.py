@@ -78,6 +78,16 @@ class EarlierMessage:
 
 
 @dataclass(frozen=True)
+class UnansweredMessage:
+    """A user's message, stored with its channel message id, that the bot never answered (see
+    ``ConversationStore.unanswered``): what a channel needs to answer it late through ``DialogueManager.respond``."""
+
+    external_id: str
+    channel_message_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class StoredConversation:
     """A whole stored conversation, as ``chatbot export`` writes it."""
 
@@ -282,6 +292,42 @@ class ConversationStore:
             return None
         conversation_id, turn_id, reply_id, reply_text, delivered_as = row
         return EarlierMessage(conversation_id, turn_id, reply_id, reply_text, delivered_as is not None)
+
+    def unanswered(self, channel: str, since: datetime) -> list[UnansweredMessage]:
+        """The user turns of ``channel`` stored since ``since`` with a channel message id that no delivered reply
+        follows in their conversation, oldest first: unanswered (no reply, or one never sent), and the user has not
+        moved on since (no reply to a later message sent, no /reset). Blocked users and users the channel cannot
+        reach (they blocked the bot) are left out."""
+        asked, later = aliased(models.Message), aliased(models.Message)
+        delivered_after = (  # its own reply, or one to a later message of the conversation, was sent
+            select(later.id)
+            .where(
+                later.conversation_id == asked.conversation_id,
+                later.id > asked.id,
+                later.role == Role.BOT.value,
+                later.channel_message_id.is_not(None),
+            )
+            .exists()
+        )
+        query = (
+            select(_user.external_id, asked.channel_message_id, asked.text)
+            .join(_conversation, _conversation.id == asked.conversation_id)
+            .join(_user, _user.id == _conversation.user_id)
+            .where(
+                _user.channel == channel,
+                _user.blocked.is_(False),
+                _user.active.is_(True),
+                _conversation.ended_at.is_(None),
+                _conversation.last_activity_at >= since,  # through its index: only recently active conversations
+                asked.role == Role.USER.value,
+                asked.channel_message_id.is_not(None),
+                asked.created_at >= since,
+                ~delivered_after,
+            )
+            .order_by(asked.id)
+        )
+        rows = self.session.execute(query).all()
+        return [UnansweredMessage(external_id, str(message_id), text) for external_id, message_id, text in rows]
 
     def mark_delivered(self, turn_id: int, channel_message_id: str) -> None:
         """Record the channel's id of a sent bot turn: from now on that reply counts as delivered."""

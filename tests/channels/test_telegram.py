@@ -416,6 +416,7 @@ async def test_allowlist_admin_commands_and_the_rate_limit(
     ]
     assert len(api.sent) == 5
     assert [call[-1].text for call in echo.calls] == ["one"]
+    assert str(OTHER_CHAT) not in {talk.external_id for talk in store.conversations()}  # a refused user leaves no trace
 
 
 class OverlapEcho(EchoGenerator):

@@ -1,17 +1,22 @@
-"""The Telegram bot under faults: a bot process killed mid-turn, a Bot API that fails in every way it can, and
-texts no one would type, each against the loopback fake Bot API (tests/channels/fake_bot_api.py)."""
+"""The Telegram bot under faults: a bot process killed mid-turn (polling, or serving a webhook, which Telegram
+never calls again for an update it was answered 200 for), a Bot API that fails in every way it can, and texts no
+one would type, each against the loopback fake Bot API (tests/channels/fake_bot_api.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,16 +25,21 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from chatbot.channels.telegram import ERROR_REPLY, RATE_LIMIT_RETRIES, TelegramApplication, build_application
 from chatbot.dialogue.generator import EchoGenerator, Generated, Generator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
+from chatbot.storage import models
+from chatbot.storage.engine import open_database
+from chatbot.storage.locking import conversation_lock
+from chatbot.storage.store import sql_transaction
 from tests.channels.fake_bot_api import MAX_TEXT_UNITS, FakeBotApi, FakeBotApiThread, Fault, SentMessage, utf16_units
 from tests.database import ScratchDatabase
 
-from .telegram_bot_process import TOKEN
+from .telegram_bot_process import TOKEN, WEBHOOK_SECRET, webhook_url
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT, OTHER_CHAT = 101, 202
@@ -41,12 +51,14 @@ WAIT_SECONDS = 15.0  # the longest any step may take, a bot process's start incl
 
 @contextmanager
 def bot_process(
-    api_url: str, database: Path, mode: str, log: Path, marker: Path | None = None
+    api_url: str, database: Path, mode: str, log: Path, marker: Path | None = None, webhook_port: int | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A bot process (telegram_bot_process.py) serving the fake API from ``database``, logging to ``log``. It is
-    stopped with SIGINT at the end of the block (SIGKILL if it does not stop), unless the block killed it."""
+    """A bot process (telegram_bot_process.py) serving the fake API from ``database``, logging to ``log``, polling
+    or serving a webhook on ``webhook_port``. It is stopped with SIGINT at the end of the block (SIGKILL if it does
+    not stop), unless the block killed it."""
     command = [sys.executable, "-m", "tests.reliability.telegram_bot_process", api_url, f"sqlite:///{database}", mode]
     command += [str(marker)] if marker is not None else []
+    command += ["--webhook-port", str(webhook_port)] if webhook_port is not None else []
     environment = {**os.environ, "NO_PROXY": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
     with log.open("a") as output:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT)
@@ -84,14 +96,55 @@ def turns(database: Path, chat: int) -> list[tuple[str, str, str | None]]:
         return list(connection.execute(query, (str(chat),)).fetchall())
 
 
-def restart_and_check(server: FakeBotApiThread, database: Path, log: Path, question: str) -> None:
-    """Start a fresh echo bot on the same database and fake API, which delivers again what the killed bot had not
-    confirmed: the question is answered exactly once, its reply stored once and marked delivered, and a message
-    from another chat written after the restart is served too."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def post_update(port: int, update: dict[str, Any]) -> int:
+    """POST ``update`` to the webhook of the bot on ``port`` with the secret, as Telegram does, once the bot
+    listens (within WAIT_SECONDS); the HTTP status it answered."""
+    request = urllib.request.Request(
+        webhook_url(port),
+        json.dumps(update).encode(),
+        {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
+    )
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy the environment names
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            with direct.open(request, timeout=WAIT_SECONDS) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except urllib.error.URLError:  # not listening yet: the bot answers what was left unanswered first
+            assert time.monotonic() < deadline, f"the webhook on port {port} was not listening within {WAIT_SECONDS}s"
+            time.sleep(0.05)
+
+
+def write(server: FakeBotApiThread, chat: int, text: str, webhook_port: int | None) -> None:
+    """A user writes: the message is queued for getUpdates, or, to a bot serving a webhook, POSTed to it at once
+    (and Telegram, answered 200, will never send it again)."""
     api = server.api
-    with bot_process(api.url, database, "echo", log):
+    if webhook_port is None:
+        server.do(lambda: api.add_text(chat, text))
+    else:
+        assert post_update(webhook_port, server.do(lambda: api.text_update(chat, text))) == 200
+
+
+def restart_and_check(
+    server: FakeBotApiThread, database: Path, log: Path, question: str, webhook_port: int | None = None
+) -> None:
+    """Start a fresh echo bot on the same database and fake API (which, when polling, delivers again what the
+    killed bot had not confirmed): the question is answered exactly once, by the start-up pass over messages left
+    unanswered (as a reply to it, before any update is taken), its reply stored once and marked delivered, and a
+    message from another chat written after the restart is served too."""
+    api = server.api
+    with bot_process(api.url, database, "echo", log, webhook_port=webhook_port):
         server.call(lambda: api.wait_for_messages(1, timeout=WAIT_SECONDS), timeout=WAIT_SECONDS + 5)
-        server.do(lambda: api.add_text(OTHER_CHAT, "anyone home?"))
+        write(server, OTHER_CHAT, "anyone home?", webhook_port)
         server.call(lambda: api.wait_for_messages(2, timeout=WAIT_SECONDS), timeout=WAIT_SECONDS + 5)
         time.sleep(0.5)  # time for a duplicate, which must not come
     reply = f"echo: {question}"
@@ -106,6 +159,10 @@ def restart_and_check(server: FakeBotApiThread, database: Path, log: Path, quest
         ("user", "anyone home?"),
         ("bot", "echo: anyone home?"),
     ]
+    calls = server.do(lambda: list(api.calls))
+    *_, late = (call for call in calls if call.method == "sendMessage" and call.params["chat_id"] == CHAT)
+    assert late.params["reply_parameters"]["message_id"] == int(asked[2])
+    assert "answered 1 of 1 messages left unanswered" in log.read_text()
 
 
 def test_a_bot_killed_while_generating_answers_the_message_once_after_a_restart(tmp_path: Path) -> None:
@@ -137,6 +194,118 @@ def test_a_bot_killed_while_sending_the_stored_reply_sends_it_once_after_a_resta
             kill(bot)
         assert api.sent == []
         restart_and_check(server, database, log, question)
+
+
+def test_a_webhook_bot_killed_while_generating_answers_the_message_once_after_a_restart(tmp_path: Path) -> None:
+    """The webhook answers Telegram 200 before the update is handled, so Telegram never sends it again: the bot,
+    restarted, finds the stored question unanswered and answers it."""
+    database, log, marker = tmp_path / "bot.sqlite3", tmp_path / "bot.log", tmp_path / "generating"
+    question, port = "are you still there?", free_port()
+    server = FakeBotApiThread(FakeBotApi(TOKEN))
+    with server.running() as api:
+        with bot_process(api.url, database, "stuck", log, marker, webhook_port=port) as bot:
+            write(server, CHAT, question, port)
+            wait_for(marker.exists, "reply being generated")
+            assert [turn[:2] for turn in turns(database, CHAT)] == [("user", question)]  # stored, no reply yet
+            kill(bot)
+        assert api.sent == []
+        restart_and_check(server, database, log, question, webhook_port=port)
+
+
+def test_a_webhook_bot_killed_while_sending_the_stored_reply_sends_it_once_after_a_restart(tmp_path: Path) -> None:
+    database, log = tmp_path / "bot.sqlite3", tmp_path / "bot.log"
+    question, port = "what did you say?", free_port()
+    server = FakeBotApiThread(FakeBotApi(TOKEN))
+    with server.running() as api:
+        server.do(lambda: api.inject(Fault("sendMessage", 504, "never answered", chat_id=CHAT, hold=True)))
+        with bot_process(api.url, database, "echo", log, webhook_port=port) as bot:
+            write(server, CHAT, question, port)
+            server.call(lambda: api.wait_for_call("sendMessage", timeout=WAIT_SECONDS), timeout=WAIT_SECONDS + 5)
+            assert [turn[:2] for turn in turns(database, CHAT)] == [("user", question), ("bot", f"echo: {question}")]
+            assert turns(database, CHAT)[1][2] is None  # stored, not delivered
+            kill(bot)
+        assert api.sent == []
+        restart_and_check(server, database, log, question, webhook_port=port)
+
+
+# Messages left unanswered, answered at start
+
+
+class FailingEcho(EchoGenerator):
+    """Echoes; fails while ``fail`` is set, as a process stopped mid-generation leaves a message unanswered."""
+
+    fail = False
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        if self.fail:
+            raise RuntimeError("stopped mid-generation")
+        return super().reply(history, settings)
+
+
+def leave_unanswered(
+    manager: DialogueManager, generator: FailingEcho, never: Sequence[str], unsent: Sequence[str]
+) -> None:
+    """As an earlier run left them: a message from each of ``never`` stored with no reply, and one from each of
+    ``unsent`` answered but never sent (each the Telegram message 5 of its chat)."""
+    generator.fail = True
+    for key in never:
+        with pytest.raises(RuntimeError):
+            manager.respond("telegram", key, f"hello from {key}", "5")
+    generator.fail = False
+    for key in unsent:
+        manager.respond("telegram", key, f"hello from {key}", "5")
+
+
+async def test_at_start_a_chat_that_blocked_the_bot_or_cannot_be_reached_costs_no_other_chat_its_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Five chats (one a group member's) have a message left unanswered: the chat that blocked the bot (403) is
+    marked unreachable, the one whose sends keep failing (5xx) keeps its message for the next start, and the
+    three others are answered, each as a reply to its message."""
+    database, generator = ScratchDatabase(), FailingEcho()
+    manager = DialogueManager(generator, database.transaction)
+    leave_unanswered(manager, generator, never=["11", "12", "-500:61"], unsent=["13", "14"])
+    async with FakeBotApi(TOKEN) as api:
+        api.inject(Fault("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=12, times=99))
+        api.inject(Fault("sendMessage", 502, "Bad Gateway", chat_id=14, times=3))  # every try: 2.5 s of pauses
+        app = build_application(TOKEN, api.url, manager, timeout=TIMEOUT)
+        with caplog.at_level(logging.INFO, "chatbot.channels.telegram"):
+            async with app:  # run_polling and run_webhook call post_init after initialize; here it is done by hand
+                assert app.post_init is not None
+                await app.post_init(app)
+    assert sorted((sent.chat_id, sent.text) for sent in api.sent) == [
+        (-500, "echo: hello from -500:61"),
+        (11, "echo: hello from 11"),
+        (13, "echo: hello from 13"),
+    ]
+    late = [call.params for call in api.calls if call.method == "sendMessage"]
+    assert all(params["reply_parameters"]["message_id"] == 5 for params in late)
+    assert "answered 3 of 5 messages left unanswered" in caplog.text
+    assert [message.external_id for message in manager.unanswered("telegram")] == ["14"]  # 12 is unreachable now
+    with database.transaction() as store:
+        assert not store.session.scalar(select(models.User.active).where(models.User.external_id == "12"))
+
+
+async def test_workers_started_together_answer_each_message_left_unanswered_once(postgres_url: str) -> None:
+    """Two bot processes on one Postgres database start at once: one answers what was left unanswered while the
+    other waits, then finds nothing left."""
+    engines = [open_database(postgres_url) for _ in range(3)]
+    generator = FailingEcho()
+    managers = [
+        DialogueManager(generator, sql_transaction(sessions), shared_lock=conversation_lock(sessions.kw["bind"]))
+        for sessions in engines
+    ]
+    chats = [str(chat) for chat in range(21, 27)]
+    leave_unanswered(managers[0], generator, never=chats[:3], unsent=chats[3:])
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            workers = [build_application(TOKEN, api.url, manager, pace=False) for manager in managers[1:]]
+            async with workers[0], workers[1]:
+                await asyncio.gather(*(worker.post_init(worker) for worker in workers if worker.post_init))
+    finally:
+        for sessions in engines:
+            sessions.kw["bind"].dispose()
+    assert sorted(replies(api).items()) == [(int(chat), [f"echo: hello from {chat}"]) for chat in chats]
 
 
 # A Bot API that fails in every way it can, and updates no Telegram would send
