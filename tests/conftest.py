@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from chatbot.config import ContextConfig, DataConfig, ModelShape, TokenizerConfig, TrainConfig
@@ -28,6 +29,16 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """A click CliRunner with the user's real config, data and environment kept out."""
+    for name in ("CHATBOT_DB", "CHATBOT_MODEL", "CHATBOT_CONFIG", "CHATBOT_USER", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return CliRunner()
 
 
 @pytest.fixture(scope="session")

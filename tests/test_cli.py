@@ -29,16 +29,6 @@ TINY_TRAIN_ARGS = [
 COMMANDS = [["chat"], ["train"], ["eval"], ["telegram"], ["db"], ["db", "upgrade"], ["export"]]
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    # Keep the user's real config, data and environment out of every test.
-    for name in ("CHATBOT_DB", "CHATBOT_MODEL", "CHATBOT_CONFIG", "CHATBOT_USER", "TELEGRAM_BOT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return CliRunner()
-
-
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'chat.sqlite3'}"
 

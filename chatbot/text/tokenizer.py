@@ -17,6 +17,7 @@ from chatbot.errors import ChatbotError
 from chatbot.text.pairs import SPEAKER_TOKENS
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPECIAL_IDS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
 
 
 class Tokenizer:
@@ -28,9 +29,15 @@ class Tokenizer:
     eos_id = EOS_ID
 
     def __init__(self, model_proto: bytes, config: TokenizerConfig) -> None:
+        """Raises ValueError (RuntimeError from sentencepiece) for bytes that are not a tokenizer trained here."""
+        if not model_proto:  # sentencepiece accepts empty bytes and then answers every call with a logged error
+            raise ValueError("empty sentencepiece model")
         self.config = config
         self.model_proto = model_proto
-        self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._processor = processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        special = (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id())
+        if special != SPECIAL_IDS:  # another program's sentencepiece model: the network's special ids would be wrong
+            raise ValueError(f"special ids (pad, unk, bos, eos) are {special}, not {SPECIAL_IDS}")
 
     @classmethod
     def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:

@@ -1,18 +1,28 @@
 """Checkpoint: the model directory format, and the only code that writes or reads model weights.
 
-A model directory holds ``config.json`` (format version and every config dataclass), ``model.pt`` (the weights),
-``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever the trainer attaches (``metrics.jsonl``,
-``training_curve.png``). It is written to a temporary sibling directory and renamed
-into place, so a crash never leaves a half-written model where a good one is expected.
+A model directory holds ``config.json`` (format version, every config dataclass, and the SHA-256 of the weights and
+the tokenizer), ``model.pt`` (the weights), ``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever
+the trainer attaches (``metrics.jsonl``, ``training_curve.png``). It is written to a temporary sibling directory
+that then takes the old one's place in one step (on Linux the two are swapped with renameat2), so a crash, even a
+SIGKILL, leaves either the whole old model or the whole new one where a model is expected. Loading trusts nothing:
+a damaged, mismatched or too new directory is a one-line ModelError naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
+import errno
+import hashlib
+import io
 import json
+import logging
 import os
-import pickle
 import shutil
+import sys
 import tempfile
+import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,13 +39,26 @@ from chatbot.config import (
     TrainConfig,
     from_dict,
 )
-from chatbot.errors import ModelError
+from chatbot.errors import ChatbotError, ModelError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "model.pt", "tokenizer.model")
+CHECKED_FILES = ("model.pt", "tokenizer.model")  # their SHA-256 is in config.json, checked at load
 HOW_TO_GET_ONE = "train one with `chatbot train chitchat --out DIR` and pass `--model DIR`"
+# The config.json sections a model runs with, and the dataclass each one fills; "train" only records its training.
+SECTIONS: dict[str, type[Any]] = {
+    "model": ModelConfig,
+    "tokenizer": TokenizerConfig,
+    "context": ContextConfig,
+    "decode": DecodeConfig,
+    "data": DataConfig,
+}
+REQUIRED_SECTIONS = ("model", "tokenizer")  # the others have defaults, for models saved before they existed
+AT_FDCWD, RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,11 @@ def save(
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
+        bundle.tokenizer.save(staging / "tokenizer.model")
+        torch.save(bundle.model.state_dict(), staging / "model.pt")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        for name, content in (attachments or {}).items():
+            (staging / name).write_bytes(content)
         config = {
             "format_version": FORMAT_VERSION,
             "model": asdict(bundle.model.config),
@@ -70,13 +98,9 @@ def save(
             "decode": asdict(bundle.decode),
             "data": asdict(bundle.data),
             "train": asdict(train),
+            "sha256": {name: _sha256((staging / name).read_bytes()) for name in CHECKED_FILES},
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        bundle.tokenizer.save(staging / "tokenizer.model")
-        torch.save(bundle.model.state_dict(), staging / "model.pt")
-        for name, content in (attachments or {}).items():
-            (staging / name).write_bytes(content)
         _replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -84,18 +108,37 @@ def save(
 
 
 def _replace(staging: Path, directory: Path) -> None:
+    """Put ``staging`` where ``directory`` is, swapping the two in one step where the system can."""
     os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; a model directory is ordinary shared data
-    if directory.exists():
+    if not directory.exists():
+        staging.rename(directory)
+    elif _exchange(staging, directory):
+        shutil.rmtree(staging, ignore_errors=True)  # it holds the old model now
+    else:  # a crash between these two renames leaves the old model whole, but at .NAME.old-PID
         retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
         directory.rename(retired)
         staging.rename(directory)
         shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(directory)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux's renameat2); False where the system or the filesystem cannot."""
+    if sys.platform != "linux":
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # a C library older than glibc 2.28
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a kernel or filesystem without RENAME_EXCHANGE
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 
 def read_config(directory: Path) -> dict[str, Any]:
-    """Read and check ``config.json`` without loading weights (cheap: used to start fast)."""
+    """Read and check ``config.json`` without loading weights (cheap: used to start fast): every section the model
+    runs with builds its config dataclass, so code that reads them later cannot fail."""
     if not directory.is_dir():
         raise ModelError(f"no model directory at {directory}; {HOW_TO_GET_ONE}")
     missing = [name for name in FILES if not (directory / name).is_file()]
@@ -103,41 +146,196 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise ModelError(
             f"{directory} is not a complete model directory (missing {', '.join(missing)}); {HOW_TO_GET_ONE}"
         )
+    path = directory / "config.json"
     try:
-        config: dict[str, Any] = json.loads((directory / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"{directory / 'config.json'} is unreadable ({error}); {HOW_TO_GET_ONE}") from error
-    version = config.get("format_version") if isinstance(config, dict) else None
-    if version != FORMAT_VERSION:
-        raise ModelError(f"{directory} has model format {version!r}; this chatbot reads format {FORMAT_VERSION}")
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not even UTF-8
+        raise ModelError(f"{path} is unreadable ({_one_line(error)}); {HOW_TO_GET_ONE}") from error
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} holds a JSON {_json_type(config)}, not an object; {HOW_TO_GET_ONE}")
+    _check_version(directory, config.get("format_version"))
+    for name, cls in SECTIONS.items():
+        _check_section(path, config, name, cls)
     return config
 
 
-LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError, EOFError, pickle.UnpicklingError)
+def _check_version(directory: Path, version: object) -> None:
+    if type(version) is not int:  # JSON true would pass as 1, to isinstance and to ==
+        found = _one_line(json.dumps(version))[:40]
+        raise ModelError(f"{directory / 'config.json'} has no valid format_version ({found}); {HOW_TO_GET_ONE}")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"{directory} was written by a newer chatbot (model format {version}; this one reads format "
+            f"{FORMAT_VERSION}): upgrade chatbot to use it"
+        )
+    if version != FORMAT_VERSION:
+        raise ModelError(f"{directory} has model format {version}; this chatbot reads format {FORMAT_VERSION}")
+
+
+def _check_section(path: Path, config: dict[str, Any], name: str, cls: type[Any]) -> None:
+    """Check that section ``name`` of config.json is an object with values of the types of ``cls``'s fields, and
+    builds one (its checks pass); absent optional sections and fields mean the defaults."""
+    if name not in config:
+        if name in REQUIRED_SECTIONS:
+            raise ModelError(f"{path} has no {name!r} section; {HOW_TO_GET_ONE}")
+        return
+    values = config[name]
+    if not isinstance(values, dict):
+        raise ModelError(f"{path}: {name} should be an object, not a JSON {_json_type(values)}; {HOW_TO_GET_ONE}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    kinds = typing.get_type_hints(cls)
+    problems = [f"{name}.{key} is missing" for key in fields if key not in values and _required(fields[key])]
+    problems += [
+        f"{name}.{key} should be {kinds[key].__name__}, not {_one_line(json.dumps(value))[:40]}"
+        for key, value in values.items()
+        if key in fields and not _has_type(value, kinds[key])
+    ]
+    if problems:
+        raise ModelError(f"{path}: {'; '.join(problems)}; {HOW_TO_GET_ONE}")
+    try:
+        from_dict(cls, values)
+    except ChatbotError as error:
+        raise ModelError(f"{path}: {name}: {error}; {HOW_TO_GET_ONE}") from error
+
+
+def _unknown_settings(config: dict[str, Any]) -> list[str]:
+    """The sections and settings of config.json this chatbot does not know (a newer one's, of the same format)."""
+    unknown = sorted(config.keys() - {"format_version", "train", "sha256", *SECTIONS})
+    for name, cls in SECTIONS.items():
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown += sorted(f"{name}.{key}" for key in config.get(name, {}).keys() - known)
+    return unknown
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def _has_type(value: object, kind: object) -> bool:
+    """Whether a JSON value fits a config field of type ``kind`` (a bool is no number here, an int is a float)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
 
 
 def load(directory: Path, device: torch.device | None = None) -> ModelBundle:
-    """Load a model directory written by ``save``; any problem is a ModelError that says what to do."""
+    """Load a model directory written by ``save``; any problem is a ModelError that says what is wrong."""
     config = read_config(directory)
-    try:
-        model = Seq2Seq(from_dict(ModelConfig, config["model"]))
-        state = torch.load(directory / "model.pt", map_location=device or "cpu", weights_only=True)
-        mismatch = model.load_state_dict(state, strict=False)
-        tokenizer = Tokenizer.load(directory / "tokenizer.model", from_dict(TokenizerConfig, config["tokenizer"]))
-    except LOAD_ERRORS as error:
-        reason = " ".join(str(error).split())[:200]  # torch's messages span many lines; ours is one
-        raise ModelError(f"{directory} is damaged and cannot be loaded ({reason}); {HOW_TO_GET_ONE}") from error
-    if mismatch.missing_keys or mismatch.unexpected_keys:
-        raise ModelError(
-            f"{directory}: the weights do not fit the model in config.json ({len(mismatch.missing_keys)} missing, "
-            f"{len(mismatch.unexpected_keys)} unexpected tensors); {HOW_TO_GET_ONE}"
+    unknown = _unknown_settings(config)
+    if unknown:  # ignored, but not silently; one that changes the network fails the weights check below
+        logger.warning(
+            "%s: ignoring settings this chatbot does not know: %s", directory / "config.json", ", ".join(unknown)
         )
-    if tokenizer.vocab_size != model.config.vocab_size:
+    model_config = from_dict(ModelConfig, config["model"])
+    weights, state = _read_weights(directory / "model.pt")
+    _check_fit(directory, model_config, state)
+    tokenizer = _read_tokenizer(directory / "tokenizer.model", from_dict(TokenizerConfig, config["tokenizer"]))
+    if tokenizer.vocab_size != model_config.vocab_size:
         raise ModelError(
-            f"{directory}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model.config.vocab_size}"
+            f"{directory / 'tokenizer.model'} has {tokenizer.vocab_size} pieces but the weights were trained with "
+            f"{model_config.vocab_size}: it belongs to another model; {HOW_TO_GET_ONE}"
         )
+    _check_digests(directory, config.get("sha256"), {"model.pt": weights, "tokenizer.model": tokenizer.model_proto})
+    model = Seq2Seq(model_config)
+    model.load_state_dict(state)
     model.to(device or torch.device("cpu")).eval()
     context = from_dict(ContextConfig, config.get("context", {}))
     decode = from_dict(DecodeConfig, config.get("decode", {}))
     data = from_dict(DataConfig, config["data"]) if "data" in config else DataConfig.unfiltered()
     return ModelBundle(model, tokenizer, context, decode, data)
+
+
+def _read_weights(path: Path) -> tuple[bytes, dict[str, torch.Tensor]]:
+    """The bytes of ``model.pt`` and the named tensors they hold."""
+    try:
+        weights = path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"{path} cannot be read ({error.strerror})") from error
+    try:
+        with warnings.catch_warnings():  # damaged bytes can make it warn (an odd pickle protocol) before it fails
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch's zip reader and unpickler raise whatever damaged bytes provoke (struct.error)
+        raise ModelError(f"{path} is damaged or truncated ({_torch_reason(error)}); {HOW_TO_GET_ONE}") from error
+    if not isinstance(state, dict) or not all(
+        isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in state.items()
+    ):
+        raise ModelError(f"{path} is damaged: it holds a {type(state).__name__}, not named tensors; {HOW_TO_GET_ONE}")
+    return weights, state
+
+
+def _check_fit(directory: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
+    """Check that the weights are the tensors, of the shapes, of the network config.json describes."""
+    layers = max(config.encoder_layers, config.decoder_layers)
+    if layers > len(state):  # every layer has weights; and building a million layers, even without memory, hangs
+        raise ModelError(
+            f"{directory} is damaged: the weights in model.pt do not fit config.json ({layers} layers, but "
+            f"{len(state)} tensors); {HOW_TO_GET_ONE}"
+        )
+    try:
+        with torch.device("meta"):  # shapes without memory: a damaged config.json may describe a huge network
+            expected = {name: tuple(tensor.shape) for name, tensor in Seq2Seq(config).state_dict().items()}
+    except Exception as error:  # torch rejects impossible sizes with assorted errors (IndexError, AssertionError)
+        reason = _one_line(error)[:120]
+        raise ModelError(f"{directory / 'config.json'} describes a network that cannot be built ({reason})") from error
+    found = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    problems = [f"no {name}" for name in sorted(expected.keys() - found.keys())]
+    problems += [f"unexpected {name}" for name in sorted(found.keys() - expected.keys())]
+    problems += [
+        f"{name} is {list(found[name])} in model.pt but {list(shape)} by config.json"
+        for name, shape in sorted(expected.items())
+        if name in found and found[name] != shape
+    ]
+    if problems:
+        more = f", and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise ModelError(
+            f"{directory} is damaged: the weights in model.pt do not fit config.json ({problems[0]}{more}); "
+            f"{HOW_TO_GET_ONE}"
+        )
+
+
+def _read_tokenizer(path: Path, config: TokenizerConfig) -> Tokenizer:
+    try:
+        return Tokenizer.load(path, config)
+    except (OSError, RuntimeError, ValueError) as error:
+        # sentencepiece's RuntimeError names its own source line, not the problem
+        reason = "not a sentencepiece model" if isinstance(error, RuntimeError) else _one_line(error)[:160]
+        raise ModelError(f"{path} is not a usable tokenizer ({reason}); {HOW_TO_GET_ONE}") from error
+
+
+def _check_digests(directory: Path, recorded: object, contents: Mapping[str, bytes]) -> None:
+    """Check files against the SHA-256 config.json recorded when they were saved (models saved before have none)."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise ModelError(f"{directory / 'config.json'}: sha256 should be an object; {HOW_TO_GET_ONE}")
+    for name, content in contents.items():
+        if name in recorded and recorded[name] != _sha256(content):
+            raise ModelError(
+                f"{directory / name} is not the file saved with this model (its SHA-256 differs from the one in "
+                f"config.json): it was damaged or replaced; {HOW_TO_GET_ONE}"
+            )
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
+def _torch_reason(error: BaseException) -> str:
+    """The gist of torch.load's error, whose messages run to paragraphs of advice that does not apply here."""
+    text = _one_line(error)
+    _, marker, detail = text.partition("WeightsUnpickler error:")
+    if marker:  # its advice is to load with weights_only=False, which would run whatever the file holds
+        return "not a weights file: " + detail.split(" Check the documentation")[0].strip()[:120]
+    return text.split(". ")[0][:160] or "it ends too early"
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
