@@ -112,12 +112,15 @@ def test_weights_cut_short_at_chosen_points(model_copy: Path, kept: int | str) -
     load_error(model_copy, "model.pt", "damaged")
 
 
+@pytest.mark.parametrize("name", ["model.pt", "tokenizer.model"])
 @given(data=st.data())
-def test_weights_cut_short_anywhere(model_copy: Path, tiny_model_dir: Path, data: st.DataObject) -> None:
-    weights = (tiny_model_dir / "model.pt").read_bytes()
-    kept = data.draw(st.integers(min_value=0, max_value=len(weights) - 1), label="kept bytes")
-    (model_copy / "model.pt").write_bytes(weights[:kept])
-    load_error(model_copy, "model.pt")
+def test_weights_or_tokenizer_cut_short_anywhere(
+    model_copy: Path, tiny_model_dir: Path, name: str, data: st.DataObject
+) -> None:
+    content = (tiny_model_dir / name).read_bytes()
+    kept = data.draw(st.integers(min_value=0, max_value=len(content) - 1), label="kept bytes")
+    (model_copy / name).write_bytes(content[:kept])
+    load_error(model_copy, name)
 
 
 @given(data=st.data())
@@ -357,14 +360,6 @@ def test_an_unknown_or_mistyped_format(model_copy: Path, version: object, expect
 
 # ---------------------------------------------------------------------------------------------------------------------
 # tokenizer.model
-
-
-@given(data=st.data())
-def test_tokenizer_cut_short_anywhere(model_copy: Path, tiny_model_dir: Path, data: st.DataObject) -> None:
-    proto = (tiny_model_dir / "tokenizer.model").read_bytes()
-    kept = data.draw(st.integers(min_value=0, max_value=len(proto) - 1), label="kept bytes")
-    (model_copy / "tokenizer.model").write_bytes(proto[:kept])
-    load_error(model_copy, "tokenizer.model")
 
 
 @given(content=st.binary(max_size=2048))
