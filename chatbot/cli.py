@@ -24,6 +24,7 @@ import platformdirs
 from chatbot import __version__
 from chatbot.config import (
     ATTENTION_SCORES,
+    CANDIDATE_SOURCES,
     CELLS,
     DECODE_STRATEGIES,
     LR_SCHEDULES,
@@ -88,7 +89,7 @@ def _config_map(path: Path | None) -> dict[str, Any]:
     raw = _underscore_keys(read_config_file(path))
     shared = {key: raw[key] for key in SHARED_KEYS if key in raw}
     commands = {name: dict(value) for name, value in raw.items() if isinstance(value, dict)}
-    for name in ("chat", "train", "eval", "telegram", "export"):
+    for name in ("chat", "train", "eval", "telegram", "export", "index"):
         commands[name] = {**shared, **commands.get(name, {})}
     commands["db"] = {"upgrade": {**shared, **commands.get("db", {}).get("upgrade", {})}}
     return commands
@@ -193,6 +194,10 @@ DECODE_HELP = {
     "try 0.3 with --strategy beam --n-best 5).",
     "mmi_prefix": "MMI penalises the context-free likelihood of this many first pieces of a reply.",
     "min_confidence": "Below this per-piece geometric-mean probability the bot says it is unsure instead (0: off).",
+    "candidates": "What the reply is chosen from: generated (the search's best), retrieved (training replies to "
+    "the closest training messages, from the model's reply index) or both; unless generated, the model rescores "
+    "every candidate against the context (--mmi-weight, --length-penalty) and sends the best.",
+    "retrieved": "How many training replies the reply index retrieves as candidates.",
 }
 
 
@@ -226,8 +231,8 @@ def decode_options(stored: bool = False) -> Callable[[FC], FC]:
     so a flag, its environment variable or the config file changes only what it names. ``stored``: the flags
     set the decoding a new model stores instead (``chatbot train``)."""
     kinds: dict[type, click.ParamType[Any]] = {int: click.IntRange(min=0), float: click.FloatRange(min=0)}
-    kinds[str] = click.Choice(DECODE_STRATEGIES)
     kinds[bool] = click.BOOL
+    choices = {"strategy": click.Choice(DECODE_STRATEGIES), "candidates": click.Choice(CANDIDATE_SOURCES)}
 
     def default(value: object) -> str:
         if stored:
@@ -238,7 +243,7 @@ def decode_options(stored: bool = False) -> Callable[[FC], FC]:
         click.option(
             f"--{f.name.replace('_', '-')}",
             f.name,
-            type=kinds[type(f.default)],
+            type=choices.get(f.name) or kinds[type(f.default)],
             default=None,
             help=f"{DECODE_HELP[f.name]}  {default(f.default)}",
         )
@@ -405,6 +410,13 @@ def chat(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also log every validation's metrics to this TensorBoard directory (needs chatbot[tensorboard]).",
 )
+@click.option(
+    "--reply-index/--no-reply-index",
+    default=None,
+    help="Also write a reply index of the training pairs into the model (for --candidates retrieved|both). "
+    "Retrieved replies repeat training text word for word, so it is off for your own logs unless asked for, and "
+    "on by default when every DATA is a built-in public corpus (chitchat, chatterbot:...).",
+)
 @field_option(TrainConfig, "epochs", click.IntRange(min=1))
 @field_option(TrainConfig, "batch_size", click.IntRange(min=1), "Most pairs in a batch.")
 @field_option(
@@ -512,6 +524,7 @@ def train(
     force: bool,
     resume: bool,
     tensorboard: Path | None,
+    reply_index: bool | None,
     **options: Any,
 ) -> None:
     """Train a model on dialogue logs and write a self-contained model directory to --out.
@@ -530,6 +543,7 @@ def train(
     Scale out with torchrun: `torchrun --nproc-per-node N $(which chatbot) train ...` runs one DDP process per
     CPU share or GPU; each trains on its share of every epoch's batches, and rank 0 writes the model.
     """
+    from chatbot.corpora import is_public_corpus
     from chatbot.training.distributed import World, leave
     from chatbot.training.pipeline import RunOptions, train_model_dir
 
@@ -552,12 +566,32 @@ def train(
     world = World.from_environment(os.environ)
     run = RunOptions(resume=resume, restart=force, tensorboard=tensorboard, world=world)
     try:
-        metrics = train_model_dir(sources, out, shape, tokenizer, context, data_config, config, _report, run, decode)
+        index = all(is_public_corpus(source) for source in sources) if reply_index is None else reply_index
+        metrics = train_model_dir(
+            sources, out, shape, tokenizer, context, data_config, config, _report, run, decode, reply_index=index
+        )
     finally:
         leave(world)
     if world.is_main:
         summary = {key: metrics[key] for key in ("valid", "test") if key in metrics}
         click.echo(json.dumps({"model": str(out), **summary}, indent=2))
+
+
+@cli.command("index")
+@model_option()
+@click.argument("data", nargs=-1, required=True)
+def index(model: Path | None, data: tuple[str, ...]) -> None:
+    """Add a reply index to a trained model: the training side of DATA, split and cleaned as the model's own data.
+
+    The index lets the model choose its reply among training replies as well as its own (--candidates retrieved
+    or both). Give the DATA the model was trained on (the same sources as `chatbot train`); retrieved replies
+    repeat that text word for word, so index only logs whose words may be repeated to every user.
+    """
+    from chatbot.training.pipeline import index_model_dir
+
+    model_dir = model or default_model_dir()
+    size = index_model_dir(model_dir, data)
+    click.echo(json.dumps({"model": str(model_dir), "reply_index_bytes": size}))
 
 
 @cli.command("export-model")
@@ -571,7 +605,8 @@ def export_model(model: Path | None, out: Path, **decode: Any) -> None:
 
     Load it with torch.jit.load(FILE); calling it with one context's piece ids, a (1, length) int64 tensor, returns
     the n-best replies (piece ids) and their scores, decoded with the model's settings and the decoding flags
-    (sampling is exported as greedy). The file carries the sentencepiece model as the buffer tokenizer_model and
+    (sampling is exported as greedy, and retrieved candidates are not exported: the reply is the beam's). The
+    file carries the sentencepiece model as the buffer tokenizer_model and
     the context cap as max_source_tokens: build the context text as "<usr> message" (earlier turns before it).
     """
     from chatbot.scripting import script

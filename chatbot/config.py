@@ -157,6 +157,7 @@ class TrainConfig:
 
 
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
+CANDIDATE_SOURCES = ("generated", "retrieved", "both")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,12 @@ class DecodeConfig:
     anti-LM, penalising their first ``mmi_prefix`` pieces' likelihood without context (search/mmi.py). A reply
     whose confidence (geometric-mean piece probability) is below ``min_confidence`` is not sent; the dialogue
     manager answers with its fallback instead (0: always send).
+
+    ``candidates`` says what the reply is chosen from: ``generated`` (the search's best), ``retrieved`` (the
+    ``retrieved`` training replies whose messages are closest to the user's, from the model's reply index) or
+    ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
+    log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
+    length-normalised by ``length_penalty`` (candidates.py).
     """
 
     max_length: int = 32
@@ -191,8 +198,14 @@ class DecodeConfig:
     mmi_weight: float = 0.0
     mmi_prefix: int = 5
     min_confidence: float = 0.0
+    candidates: str = "generated"
+    retrieved: int = 10
 
     def __post_init__(self) -> None:
+        if self.candidates not in CANDIDATE_SOURCES:
+            raise ChatbotError(f"candidates must be one of {', '.join(CANDIDATE_SOURCES)}, not {self.candidates!r}")
+        if self.retrieved < 1:
+            raise ChatbotError("retrieved must be at least 1")
         if self.strategy not in DECODE_STRATEGIES:
             raise ChatbotError(f"strategy must be one of {', '.join(DECODE_STRATEGIES)}, not {self.strategy!r}")
         if self.max_length < 1 or not 0 <= self.min_length <= self.max_length:

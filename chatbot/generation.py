@@ -3,7 +3,9 @@
 Reading ``config.json`` is cheap and happens at construction, so a broken path fails at start; the weights load
 on the first reply (or ``load()``) and stay cached, so a REPL or bot starts quickly. Each reply is decoded with
 the user's DecodeSettings laid over the model's decode config, and comes back with what the dialogue manager
-stores as its provenance: the model's name and weights hash, the decode config used, and the confidence.
+stores as its provenance: the model's name and weights hash, the decode config used, the confidence, and where
+the reply came from. With ``candidates`` retrieved or both, the model's reply index (reply_index.py) opens with the
+weights, and the reply is the model's choice among its n-best and the retrieved replies (candidates.py).
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from pathlib import Path
 
 import torch
 
+from chatbot.candidates import GENERATED, Choice, choose, pool
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.generator import Generated
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
+from chatbot.errors import ModelError
 from chatbot.explanation import explain, render
 from chatbot.quantization import quantize
-from chatbot.search import generate
+from chatbot.reply_index import FILE_NAME, ReplyIndex, Retrieved
+from chatbot.search import Hypothesis, generate
 from chatbot.text.batching import pad
-from chatbot.text.pairs import OTHER_TURN, history_context
+from chatbot.text.pairs import OTHER_TURN, history_context, last_turn
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint
 
@@ -41,7 +46,13 @@ class ResponseGenerator:
         config = checkpoint.read_config(model_dir)
         self.context = from_dict(ContextConfig, config.get("context", {}))
         self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
+        if self.decode_config.candidates != GENERATED and not (model_dir / FILE_NAME).is_file():
+            raise ModelError(
+                f"{model_dir} has no reply index ({FILE_NAME}) to retrieve candidates from: build one with "
+                f"`chatbot index DATA --model {model_dir}`, or decode with --candidates generated"
+            )
         self._bundle: checkpoint.ModelBundle | None = None
+        self._index: ReplyIndex | None = None
         self._model_name = ""
         self._lock = threading.Lock()
 
@@ -66,6 +77,8 @@ class ResponseGenerator:
             if self._bundle is None:
                 bundle = checkpoint.load(self.model_dir)
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
+                if (self.model_dir / FILE_NAME).is_file():
+                    self._index = ReplyIndex(self.model_dir / FILE_NAME)
                 digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
                 self._model_name = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
@@ -84,11 +97,17 @@ class ResponseGenerator:
     def replies(self, histories: Sequence[Sequence[Turn]], config: DecodeConfig) -> list[Generated]:
         """Replies to several conversations at once, decoded as one batch with ``config`` (micro_batch.py)."""
         contexts = [history_context(history, self.context.history_turns) for history in histories]
-        scored = self.generate_scored(contexts, config)  # loads the weights, and with them the model's name
-        settings, model = dataclasses.asdict(config), self._model_name
+        choices = self.choices(contexts, config)  # loads the weights, and with them the model's name
+        settings, model, tokenizer = dataclasses.asdict(config), self._model_name, self.load().tokenizer
         return [
-            Generated(text if confidence >= config.min_confidence else None, confidence, model, settings)
-            for text, confidence in scored
+            Generated(
+                tokenizer.decode_clean(choice.tokens) if choice.confidence >= config.min_confidence else None,
+                choice.confidence,
+                model,
+                settings,
+                choice.source,
+            )
+            for choice in choices
         ]
 
     def explain(self, history: Sequence[Turn], reply: str) -> str:
@@ -109,17 +128,43 @@ class ResponseGenerator:
     def generate_scored(self, contexts: Sequence[str], config: DecodeConfig | None = None) -> list[tuple[str, float]]:
         """Replies for several context texts at once, decoded as one batch (with ``config``, default the
         generator's), each with its confidence."""
+        tokenizer = self.load().tokenizer
+        return [(tokenizer.decode_clean(c.tokens), c.confidence) for c in self.choices(contexts, config)]
+
+    def choices(self, contexts: Sequence[str], config: DecodeConfig | None = None) -> list[Choice]:
+        """The chosen reply of each context text (as piece ids, with its score, confidence and source): the
+        search's best, or with ``config.candidates`` retrieved or both the model's choice among candidates."""
+        config = config or self.decode_config
         bundle = self.load()
         tokenizer = bundle.tokenizer
         rows = [self._source_ids(tokenizer, text) for text in contexts]
+        retrieved = self._retrieve(contexts, config)
+        retrieved_ids = [[tokenizer.encode(each.text) for each in found] for found in retrieved]
+        limit = self.context.max_target_tokens
+        # Retrieved alone still searches for a context that retrieves nothing it can use.
+        searched = [
+            i
+            for i, (found, ids) in enumerate(zip(retrieved, retrieved_ids, strict=True))
+            if config.candidates != "retrieved" or not pool([], found, ids, limit)
+        ]
+        hypotheses: list[list[Hypothesis]] = [[] for _ in contexts]
         neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
         with torch.inference_mode():
-            hypotheses = generate(
-                bundle.model,
-                pad(rows, tokenizer.pad_id),
-                tokenizer.bos_id,
-                tokenizer.eos_id,
-                config or self.decode_config,
-                neutral=neutral,
-            )
-        return [(tokenizer.decode_clean(best[0].tokens), best[0].confidence) for best in hypotheses]
+            if searched:
+                found = generate(
+                    bundle.model, pad([rows[i] for i in searched], tokenizer.pad_id), tokenizer.bos_id,
+                    tokenizer.eos_id, config, neutral=neutral,
+                )  # fmt: skip
+                for i, best in zip(searched, found, strict=True):
+                    hypotheses[i] = best
+            if config.candidates == GENERATED:
+                return [Choice(h[0].tokens, GENERATED, h[0].score, h[0].confidence) for h in hypotheses]
+            pools = [pool(*each, limit) for each in zip(hypotheses, retrieved, retrieved_ids, strict=True)]
+            chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
+        return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
+
+    def _retrieve(self, contexts: Sequence[str], config: DecodeConfig) -> list[list[Retrieved]]:
+        """The training replies closest to each context's newest turn (none when candidates are generated only)."""
+        if config.candidates == GENERATED or self._index is None:
+            return [[] for _ in contexts]
+        return [self._index.search(last_turn(text), config.retrieved) for text in contexts]

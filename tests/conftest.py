@@ -93,3 +93,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'chat.sqlite3'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def tiny_indexed_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a reply index of the sample logs' training side (``chatbot index``)."""
+    import shutil
+
+    from chatbot.training.pipeline import index_model_dir
+
+    out = tmp_path_factory.mktemp("models") / "tiny-indexed"
+    shutil.copytree(tiny_model_dir, out)
+    index_model_dir(out, [str(SAMPLE)])
+    return out

@@ -26,7 +26,7 @@ TINY_TRAIN_ARGS = [
     "--precision",
     "fp32",
 ]
-COMMANDS = [["chat"], ["train"], ["eval"], ["telegram"], ["db"], ["db", "upgrade"], ["export"]]
+COMMANDS = [["chat"], ["train"], ["eval"], ["telegram"], ["db"], ["db", "upgrade"], ["export"], ["index"]]
 
 
 def db_url(tmp_path: Path) -> str:
@@ -404,3 +404,44 @@ def test_export_one_user_or_a_time_range(runner: CliRunner, tiny_model_dir: Path
     assert exported("--since", "2999-01-01") == []
     result = runner.invoke(cli, ["export", "--db", db_url(tmp_path), "--out", str(tmp_path / "x"), "--since", "May"])
     assert result.exit_code == 2 and "--since 'May' is not an ISO date" in result.stderr
+
+
+def test_a_reply_index_is_written_only_when_asked_for_own_logs(
+    runner: CliRunner, sample_path: Path, tmp_path: Path
+) -> None:
+    from chatbot.corpora import is_public_corpus
+    from chatbot.reply_index import FILE_NAME
+
+    plain, indexed = tmp_path / "plain", tmp_path / "indexed"
+    assert runner.invoke(cli, ["train", str(sample_path), "--out", str(plain), *TINY_TRAIN_ARGS]).exit_code == 0
+    assert not (plain / FILE_NAME).exists()  # a user's own logs are not repeated word for word unless asked
+    args = ["train", str(sample_path), "--out", str(indexed), *TINY_TRAIN_ARGS, "--reply-index", "--candidates", "both"]
+    assert runner.invoke(cli, args).exit_code == 0
+    assert (indexed / FILE_NAME).is_file()
+    assert json.loads((indexed / "config.json").read_text())["decode"]["candidates"] == "both"
+    chat = runner.invoke(cli, ["chat", "--model", str(indexed), "--db", f"sqlite:///{tmp_path / 'c.db'}"], input="hi\n")
+    assert chat.exit_code == 0 and chat.output.strip()
+    assert is_public_corpus("chitchat") and is_public_corpus("chatterbot:english/greetings")
+    assert not is_public_corpus(str(sample_path)) and not is_public_corpus("sqlite:///bot.db")
+
+
+def test_index_adds_a_reply_index_to_a_trained_model(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    refused = runner.invoke(cli, ["chat", "--model", str(model), "--db", db, "--candidates", "retrieved"], input="x\n")
+    assert refused.exit_code == 2 and "no reply index" in refused.output
+    result = runner.invoke(cli, ["index", "--model", str(model), str(sample_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["reply_index_bytes"] > 0
+    args = ["chat", "--model", str(model), "--db", db, "--candidates", "retrieved"]
+    chat = runner.invoke(cli, args, input="do you have any pets?\n/why\n")
+    assert chat.exit_code == 0, chat.output
+    assert "yes, a cat named pepper" in chat.output
+    assert "Source: retrieved from training conversation sample-4" in chat.output
+    missing = runner.invoke(cli, ["index", "--model", str(model), str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 2 and "no such file" in missing.output

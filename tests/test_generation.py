@@ -70,3 +70,47 @@ def test_a_users_settings_override_the_model_decoding_and_are_reported(tiny_mode
     weights = hashlib.sha256((tiny_model_dir / "model.pt").read_bytes()).hexdigest()
     assert plain.model == f"tiny@{weights[:12]}"
     assert ResponseGenerator(tiny_model_dir, quantized=True).reply(history).model == f"tiny@{weights[:12]}+int8"
+
+
+def test_retrieved_candidates_carry_their_training_conversation(tiny_indexed_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+
+    history = [Turn(Role.USER, "so do you have any pets?")]
+    retrieved = ResponseGenerator(tiny_indexed_model_dir, DecodeConfig(candidates="retrieved")).reply(history)
+    assert (retrieved.text, retrieved.source) == ("yes, a cat named pepper", "sample-4")
+    assert retrieved.decoding["candidates"] == "retrieved"
+    both = ResponseGenerator(tiny_indexed_model_dir, DecodeConfig(candidates="both", mmi_weight=0.5)).reply(history)
+    assert both.text == "yes, a cat named pepper"  # generated and retrieved agree; the first found keeps it
+    assert both.source == "generated"
+
+
+def test_retrieved_alone_falls_back_to_the_search_when_nothing_is_found(tiny_indexed_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+
+    history = [Turn(Role.USER, "zebra xylophone quux")]  # no word of it is in the index
+    reply = ResponseGenerator(tiny_indexed_model_dir, DecodeConfig(candidates="retrieved")).reply(history)
+    assert reply.text and reply.source == "generated"
+
+
+def test_candidates_without_a_reply_index_fail_at_construction(tiny_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+
+    with pytest.raises(ModelError, match="no reply index"):
+        ResponseGenerator(tiny_model_dir, DecodeConfig(candidates="both"))
+    assert ResponseGenerator(tiny_model_dir, DecodeConfig(candidates="generated")).reply([Turn(Role.USER, "hi")]).text
+
+
+def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from chatbot.reply_index import FILE_NAME
+    from chatbot.training import checkpoint
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_indexed_model_dir, copy)
+    assert FILE_NAME in checkpoint.read_config(copy)["sha256"]
+    data = bytearray((copy / FILE_NAME).read_bytes())
+    data[-100] ^= 0xFF
+    (copy / FILE_NAME).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"{FILE_NAME} is not the file saved with this model"):
+        checkpoint.load(copy)

@@ -33,7 +33,12 @@ FILE_READERS: dict[str, Callable[[Path], Iterator[Conversation]]] = {
     ".json": read_telegram_export,
 }
 
-__all__ = ["BUILTIN_CORPORA", "Conversation", "Utterance", "load_corpora", "load_corpus"]
+__all__ = ["BUILTIN_CORPORA", "Conversation", "Utterance", "is_public_corpus", "load_corpora", "load_corpus"]
+
+
+def is_public_corpus(source: str) -> bool:
+    """Whether ``source`` names a built-in public corpus, whose text may be repeated to anyone (not a user's logs)."""
+    return source == "chitchat" or source.startswith("chatterbot:")
 
 
 def load_corpus(source: str) -> Iterator[Conversation]:

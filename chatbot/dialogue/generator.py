@@ -18,13 +18,16 @@ class Generated:
 
     ``text`` is None when the generator is not confident enough to say anything (the manager answers with its
     "unsure" reply). ``score`` is the reply's confidence in (0, 1] where the generator has one; ``model`` names
-    the model and the hash of its weights; ``decoding`` holds every decoding setting used.
+    the model and the hash of its weights; ``decoding`` holds every decoding setting used; ``source`` says where
+    the words came from: ``generated`` by the model, or the id of the training conversation a retrieved reply
+    was taken from.
     """
 
     text: str | None
     score: float | None
     model: str
     decoding: dict[str, Any]
+    source: str = "generated"
 
 
 class Generator(Protocol):

@@ -194,7 +194,7 @@ class DialogueManager:
         generated = self.generator.reply(history, pending.settings)
         latency_ms = (time.perf_counter() - started) * 1000
         text = UNSURE_REPLY if generated.text is None else generated.text.strip() or FALLBACK_REPLY
-        provenance = Provenance(generated.model, generated.decoding, generated.score, latency_ms)
+        provenance = Provenance(generated.model, generated.decoding, generated.score, latency_ms, generated.source)
         turn_id = run_transaction(
             self.transaction,
             lambda store: store.add_turn(
@@ -305,8 +305,12 @@ def _why(last: ProvenReply | None, history: list[Turn], generator: Generator) ->
     provenance = last.provenance
     decoding = ", ".join(f"{name} {value}" for name, value in provenance.decoding.items())
     score = "none" if provenance.score is None else f"{provenance.score:.3f}"
-    summary = texts.WHY_TEXT.format(
-        text=last.text, model=provenance.model, decoding=decoding, score=score, latency=provenance.latency_ms
+    summary = (
+        texts.WHY_TEXT.format(
+            text=last.text, model=provenance.model, decoding=decoding, score=score, latency=provenance.latency_ms
+        )
+        + "\n"
+        + texts.source_line(provenance.source)
     )
     explanation = generator.explain(history, last.text) if history else None
     return summary if explanation is None else f"{summary}\n\n{explanation}"

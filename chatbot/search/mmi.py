@@ -22,23 +22,19 @@ from chatbot.config import DecodeConfig
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.search.beam import length_penalty
 from chatbot.search.hypothesis import Hypothesis
-from chatbot.text.batching import pad
+from chatbot.search.scoring import target_log_probs
 
 
-@torch.no_grad()
 def prefix_log_probs(
     model: Seq2Seq, replies: Sequence[Sequence[int]], neutral: Sequence[int], bos_id: int, eos_id: int, prefix: int
 ) -> list[float]:
     """log U(T) for each reply: the log-probability of its first ``prefix`` pieces (eos counts as one) after the
     ``neutral`` context, by one teacher-forced batch."""
+    if not replies:
+        return []
     targets = [[*reply, eos_id][:prefix] for reply in replies]
-    pad_id = model.config.pad_id
-    target_out = pad(targets, pad_id)  # (rows, prefix)
-    target_in = pad([[bos_id, *target[:-1]] for target in targets], pad_id)
-    source = torch.tensor([list(neutral)] * len(targets))
-    log_probs = torch.log_softmax(model(source, target_in).float(), dim=-1)  # (rows, prefix, vocab)
-    picked = log_probs.gather(2, target_out.unsqueeze(2)).squeeze(2)  # (rows, prefix)
-    return (picked * (target_out != pad_id)).sum(dim=1).tolist()
+    encoded = model.encode(torch.tensor([list(neutral)]))  # one context row, shared by every reply
+    return target_log_probs(model, encoded, [0] * len(targets), targets, bos_id)
 
 
 def rerank(

@@ -110,7 +110,9 @@ class Message(Base):
 
 class ReplyProvenance(Base):
     """Why a bot message says what it says: the model (name and weights hash), the decoding settings used, the
-    reply's score (its confidence, the geometric-mean probability of its pieces) and the generation latency."""
+    reply's score (its confidence, the geometric-mean probability of its pieces), the generation latency, and
+    ``source``: "generated", or the training conversation a retrieved reply came from (None: stored before
+    schema 0004 recorded it)."""
 
     __tablename__ = "reply_provenance"
 
@@ -119,3 +121,4 @@ class ReplyProvenance(Base):
     decoding: Mapped[dict[str, Any]] = mapped_column(JSON)
     score: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(String(255))

@@ -47,12 +47,14 @@ class StoredUser:
 
 @dataclass(frozen=True)
 class Provenance:
-    """How a reply was made: model name and weights hash, every decoding setting, its score and the latency."""
+    """How a reply was made: model name and weights hash, every decoding setting, its score, the latency, and
+    where its words came from ("generated", or the id of the training conversation a retrieved reply came from)."""
 
     model: str
     decoding: dict[str, Any]
     score: float | None
     latency_ms: float
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,9 @@ class ConversationStore:
             return None
         text, reply_to_id, stored = row
         return ProvenReply(
-            text, Provenance(stored.model, dict(stored.decoding), stored.score, stored.latency_ms), reply_to_id
+            text,
+            Provenance(stored.model, dict(stored.decoding), stored.score, stored.latency_ms, stored.source),
+            reply_to_id,
         )
 
     # Privacy and export

@@ -7,6 +7,7 @@ time the stored roles map onto the same two markers, so training and serving see
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ OWN_TURN = "<bot>"
 OTHER_TURN = "<usr>"
 SPEAKER_TOKENS = (OTHER_TURN, OWN_TURN)
 SPLITS = ("train", "valid", "test")
+_MARKER = re.compile(f"{re.escape(OTHER_TURN)}|{re.escape(OWN_TURN)}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ def history_context(history: Sequence[Turn], history_turns: int) -> str:
     """The context text for the bot's next reply, from stored turns (oldest first)."""
     window = history[-history_turns:] if history_turns > 0 else []
     return " ".join(f"{OWN_TURN if turn.role is Role.BOT else OTHER_TURN} {turn.text}" for turn in window)
+
+
+def last_turn(context: str) -> str:
+    """The newest turn of a context text (what its reply answers), without its speaker marker."""
+    return _MARKER.split(context)[-1].strip()
 
 
 def split_of(conversation_id: str, valid_percent: int = 5, test_percent: int = 5) -> str:

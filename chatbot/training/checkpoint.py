@@ -41,11 +41,14 @@ from chatbot.config import (
 )
 from chatbot.errors import ChatbotError, ModelError
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.text.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "model.pt", "tokenizer.model")
 CHECKED_FILES = ("model.pt", "tokenizer.model")  # their SHA-256 is in config.json, checked at load
+# Attachments whose SHA-256 is recorded too, and checked at load where the file is present.
+CHECKED_ATTACHMENTS = (REPLY_INDEX,)
 HOW_TO_GET_ONE = "train one with `chatbot train chitchat --out DIR` and pass `--model DIR`"
 # The config.json sections a model runs with, and the dataclass each one fills; "train" only records its training.
 SECTIONS: dict[str, type[Any]] = {
@@ -98,13 +101,37 @@ def save(
             "decode": asdict(bundle.decode),
             "data": asdict(bundle.data),
             "train": asdict(train),
-            "sha256": {name: _sha256((staging / name).read_bytes()) for name in CHECKED_FILES},
+            "sha256": _digests(staging),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         _replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def attach(directory: Path, attachments: Mapping[str, bytes]) -> None:
+    """Add or replace files in the saved model directory ``directory`` (a reply index built after training),
+    recording their SHA-256; the directory is copied, changed and swapped into place atomically, like ``save``."""
+    read_config(directory)  # a damaged directory is not silently extended
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        shutil.copytree(directory, staging, dirs_exist_ok=True)
+        for name, content in attachments.items():
+            (staging / name).write_bytes(content)
+        config = json.loads((staging / "config.json").read_text())
+        config["sha256"] = {**config.get("sha256", {}), **_digests(staging)}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        _replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """The SHA-256 of the checked files, and of the checked attachments the directory has."""
+    present = [name for name in CHECKED_ATTACHMENTS if (directory / name).is_file()]
+    return {name: _sha256((directory / name).read_bytes()) for name in (*CHECKED_FILES, *present)}
 
 
 def _replace(staging: Path, directory: Path) -> None:
@@ -237,7 +264,11 @@ def load(directory: Path, device: torch.device | None = None) -> ModelBundle:
             f"{directory / 'tokenizer.model'} has {tokenizer.vocab_size} pieces but the weights were trained with "
             f"{model_config.vocab_size}: it belongs to another model; {HOW_TO_GET_ONE}"
         )
-    _check_digests(directory, config.get("sha256"), {"model.pt": weights, "tokenizer.model": tokenizer.model_proto})
+    contents = {"model.pt": weights, "tokenizer.model": tokenizer.model_proto}
+    contents.update(
+        {name: (directory / name).read_bytes() for name in CHECKED_ATTACHMENTS if (directory / name).exists()}
+    )
+    _check_digests(directory, config.get("sha256"), contents)
     model = Seq2Seq(model_config)
     model.load_state_dict(state)
     model.to(device or torch.device("cpu")).eval()

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import random
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,12 @@ from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
 from chatbot.evaluation import perplexity
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.reply_index import FILE_NAME as REPLY_INDEX
+from chatbot.reply_index import build as build_reply_index
+from chatbot.reply_quality import is_looping
 from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
-from chatbot.text.pairs import Pair, split_pairs
+from chatbot.text.pairs import Pair, last_turn, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
@@ -66,10 +70,11 @@ def train_model_dir(
     report: Callable[[str], None],
     options: RunOptions = RunOptions(),
     decode: DecodeConfig | None = None,
+    reply_index: bool = False,
 ) -> dict[str, Any]:
     """Train a model on ``sources`` and write it to ``out`` with ``decode`` (default: DecodeConfig's) as its
-    decoding default; returns the metrics written beside it (on rank 0; other torchrun ranks return an empty
-    dict)."""
+    decoding default, and with ``reply_index`` an index of its training replies (reply_index.py); returns the
+    metrics written beside it (on rank 0; other torchrun ranks return an empty dict)."""
     world = options.world
     say = report if world.is_main else _silent
     device = resolve_device(train.device)
@@ -101,18 +106,53 @@ def train_model_dir(
         metrics.update(cleaning=asdict(cleaning), processes=world.size)
         metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
         bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, decode or DecodeConfig(), data)  # on any CPU
-        _write_model(out, bundle, train, metrics, summary)
+        index = reply_index_file(splits["train"], tokenizer, context) if reply_index else None
+        _write_model(out, bundle, train, metrics, summary, index)
     distributed.barrier(world)
     return metrics
 
 
 def _write_model(
-    out: Path, bundle: checkpoint.ModelBundle, train: TrainConfig, metrics: dict[str, Any], summary: TrainSummary
+    out: Path,
+    bundle: checkpoint.ModelBundle,
+    train: TrainConfig,
+    metrics: dict[str, Any],
+    summary: TrainSummary,
+    reply_index: bytes | None,
 ) -> None:
-    """Save the finished model directory with its history and curve, then drop the unfinished run."""
+    """Save the finished model directory with its history, curve and reply index, then drop the unfinished run."""
     attachments = {"metrics.jsonl": history_jsonl(summary.history), "training_curve.png": plot_history(summary.history)}
+    if reply_index is not None:
+        attachments[REPLY_INDEX] = reply_index
     checkpoint.save(out, bundle, train, metrics, attachments)
     resume.finish(resume.partial_dir(out))
+
+
+def reply_index_file(pairs: Sequence[Pair], tokenizer: Tokenizer, context: ContextConfig) -> bytes:
+    """The reply index of ``pairs`` (the training side), as the bytes of its file: every reply the model could
+    say whole (fewer than ``max_target_tokens`` pieces) and that does not loop, keyed by the turn it answered."""
+    entries = (
+        (last_turn(pair.context), pair.response, pair.conversation_id)
+        for pair in pairs
+        if len(tokenizer.encode(pair.response)) < context.max_target_tokens and not is_looping(pair.response)
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / REPLY_INDEX
+        count = build_reply_index(path, entries)
+        logger.info("reply index: %d replies, %.1f MB", count, path.stat().st_size / 1e6)
+        return path.read_bytes()
+
+
+def index_model_dir(model_dir: Path, sources: Sequence[str]) -> int:
+    """Build the reply index of a trained model from the training side of ``sources``, split and cleaned as the
+    model's own data was (its config), and add it to ``model_dir``; returns the index's size in bytes."""
+    bundle = checkpoint.load(model_dir)
+    splits, _ = clean_splits(split_pairs(load_corpora(sources), bundle.context.history_turns), bundle.data)
+    if not splits["train"]:
+        raise ChatbotError("no training pairs to index: the data has no conversation with two or more turns")
+    index = reply_index_file(splits["train"], bundle.tokenizer, bundle.context)
+    checkpoint.attach(model_dir, {REPLY_INDEX: index})
+    return len(index)
 
 
 def _open_run(

@@ -1,0 +1,79 @@
+"""Reply index: built from (key, reply, conversation) entries, searched by BM25 over the message's words with
+informative words selecting rows, read-only and strict about what it opens."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatbot.errors import ModelError
+from chatbot.reply_index import ReplyIndex, build
+
+ENTRIES = [
+    ("do you have any pets?", "yes, a cat named pepper", "c1"),
+    ("what do you do for a living?", "i teach maths at a school", "c2"),
+    ("do you like pizza?", "pizza, definitely", "c3"),
+    *((f"do you know thing {n}?", f"no idea about {n}", f"filler-{n}") for n in range(60)),
+]
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> ReplyIndex:
+    path = tmp_path / "index.sqlite3"
+    assert build(path, ENTRIES) == len(ENTRIES)
+    return ReplyIndex(path)
+
+
+def test_the_closest_message_s_reply_comes_first_with_its_conversation(index: ReplyIndex) -> None:
+    (best, *_) = index.search("Do you have PETS at home?", 3)
+    assert (best.text, best.conversation) == ("yes, a cat named pepper", "c1")
+    found = index.search("so what do you do for a living", 5)
+    assert found[0].text == "i teach maths at a school"
+    assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+
+
+def test_common_words_rank_but_do_not_select(index: ReplyIndex) -> None:
+    # "do" and "you" are in every key: only keys with an informative word (pizza) are returned at all.
+    assert [r.text for r in index.search("do you like pizza", 10)] == ["pizza, definitely"]
+    # With no informative word, the rarest known word selects: "know" is in the 60 filler keys only.
+    assert {r.conversation for r in index.search("do you know", 100)} == {f"filler-{n}" for n in range(60)}
+
+
+def test_limits_and_unknown_words(index: ReplyIndex) -> None:
+    assert len(index.search("do you know thing", 4)) == 4
+    assert index.search("zebra xylophone", 5) == []
+    assert index.search("", 5) == []
+    assert index.search("pets", 0) == []
+    assert len(index) == len(ENTRIES)
+
+
+@pytest.mark.parametrize("message", ['pets" OR "x', "NEAR(pets pizza)", "pets*", "AND OR NOT", "^pets", "pets " * 2000])
+def test_query_syntax_in_a_message_is_only_words(index: ReplyIndex, message: str) -> None:
+    index.search(message, 3)  # no sqlite3.OperationalError: every word is quoted as a literal term
+
+
+def test_build_replaces_an_old_index_whole(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    build(path, ENTRIES)
+    build(path, [("hello there", "hi!", "only")])
+    assert [r.text for r in ReplyIndex(path).search("hello", 5)] == ["hi!"]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_damaged_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database" * 100)
+    with pytest.raises(ModelError, match="not a readable reply index"):
+        ReplyIndex(garbage)
+    foreign = tmp_path / "foreign.sqlite3"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)")
+    with pytest.raises(ModelError, match="not a readable reply index"):
+        ReplyIndex(foreign)
+    newer = tmp_path / "newer.sqlite3"
+    build(newer, ENTRIES)
+    with sqlite3.connect(newer) as database:
+        database.execute("UPDATE meta SET value = '99' WHERE name = 'format_version'")
+    with pytest.raises(ModelError, match="format '99'"):
+        ReplyIndex(newer)
