@@ -6,10 +6,12 @@ what each is good at: the model is a better judge of fit than it is a writer.
 
 Every candidate of a context is scored in one teacher-forced batch (search/scoring.py) as
 
-    (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1)
+    (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1) + retrieval_weight * relevance(T)
 
-the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context, so a reply
-that fits any message ("hi!", "lol") gains nothing over one that fits this message.
+the first term the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context,
+so a reply that fits any message ("hi!", "lol") gains nothing over one that fits this message. ``relevance`` is
+a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
+closely the message it answered matches this one, which a small model judges worse than the index does.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ GENERATED = "generated"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A possible reply as piece ids (without bos/eos), and where it came from: ``generated``, or the id of the
-    training conversation it was retrieved from."""
+    """A possible reply as piece ids (without bos/eos), where it came from (``generated``, or the id of the
+    training conversation it was retrieved from), and its relevance (see the module docstring)."""
 
     tokens: list[int]
     source: str
+    relevance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,13 @@ def pool(
     holds their piece ids, in order), each distinct reply once and none of ``max_pieces`` pieces or more."""
     seen: set[tuple[int, ...]] = set()
     candidates = []
-    found = [(h.tokens, GENERATED) for h in generated]
-    found += [(ids, r.conversation) for r, ids in zip(retrieved, retrieved_ids, strict=True) if ids]
-    for tokens, source in found:
+    best = max((r.score for r in retrieved), default=1.0)
+    found = [(h.tokens, GENERATED, 0.0) for h in generated]
+    found += [(ids, r.conversation, r.score / best) for r, ids in zip(retrieved, retrieved_ids, strict=True) if ids]
+    for tokens, source, relevance in found:
         if tuple(tokens) not in seen and len(tokens) < max_pieces:
             seen.add(tuple(tokens))
-            candidates.append(Candidate(list(tokens), source))
+            candidates.append(Candidate(list(tokens), source, relevance))
     return candidates
 
 
@@ -93,6 +97,7 @@ def choose(
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1
         score = (log_prob - config.mmi_weight * context_free) / length_penalty(pieces, config.length_penalty)
+        score += config.retrieval_weight * candidate.relevance
         current = best[row]
         if current is None or score > current.score:
             best[row] = Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces))

@@ -198,6 +198,8 @@ DECODE_HELP = {
     "the closest training messages, from the model's reply index) or both; unless generated, the model rescores "
     "every candidate against the context (--mmi-weight, --length-penalty) and sends the best.",
     "retrieved": "How many training replies the reply index retrieves as candidates.",
+    "retrieval_weight": "Candidates: add this times a retrieved reply's relevance (its BM25 score over the best "
+    "retrieved one's, 0 for a generated reply) to its score.",
 }
 
 

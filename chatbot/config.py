@@ -180,7 +180,8 @@ class DecodeConfig:
     ``retrieved`` training replies whose messages are closest to the user's, from the model's reply index) or
     ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
     log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
-    length-normalised by ``length_penalty`` (candidates.py).
+    length-normalised by ``length_penalty``, plus ``retrieval_weight`` times a retrieved reply's relevance (its
+    BM25 score over the best of its context's; candidates.py).
     """
 
     max_length: int = 32
@@ -200,6 +201,7 @@ class DecodeConfig:
     min_confidence: float = 0.0
     candidates: str = "generated"
     retrieved: int = 10
+    retrieval_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.candidates not in CANDIDATE_SOURCES:
