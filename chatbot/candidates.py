@@ -56,17 +56,22 @@ class Choice:
 
 
 def pool(
-    generated: Sequence[Hypothesis], retrieved: Sequence[Retrieved], retrieved_ids: Sequence[list[int]], max_pieces: int
+    generated: Sequence[Hypothesis],
+    retrieved: Sequence[Retrieved],
+    retrieved_ids: Sequence[list[int]],
+    max_pieces: int,
+    min_pieces: int = 1,
 ) -> list[Candidate]:
     """The candidates of one context: the generated hypotheses, then the retrieved replies (``retrieved_ids``
-    holds their piece ids, in order), each distinct reply once and none of ``max_pieces`` pieces or more."""
+    holds their piece ids, in order), each distinct reply once, none of ``max_pieces`` pieces or more and none
+    shorter than ``min_pieces`` (the decoding's minimum length, which the search keeps too)."""
     seen: set[tuple[int, ...]] = set()
     candidates = []
     best = max((r.score for r in retrieved), default=1.0)
     found = [(h.tokens, GENERATED, 0.0) for h in generated]
     found += [(ids, r.conversation, r.score / best) for r, ids in zip(retrieved, retrieved_ids, strict=True) if ids]
     for tokens, source, relevance in found:
-        if tuple(tokens) not in seen and len(tokens) < max_pieces:
+        if tuple(tokens) not in seen and min_pieces <= len(tokens) < max_pieces:
             seen.add(tuple(tokens))
             candidates.append(Candidate(list(tokens), source, relevance))
     return candidates

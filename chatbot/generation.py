@@ -145,7 +145,7 @@ class ResponseGenerator:
         searched = [
             i
             for i, (found, ids) in enumerate(zip(retrieved, retrieved_ids, strict=True))
-            if config.candidates != "retrieved" or not pool([], found, ids, limit)
+            if config.candidates != "retrieved" or not pool([], found, ids, limit, config.min_length)
         ]
         hypotheses: list[list[Hypothesis]] = [[] for _ in contexts]
         neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
@@ -159,7 +159,9 @@ class ResponseGenerator:
                     hypotheses[i] = best
             if config.candidates == GENERATED:
                 return [Choice(h[0].tokens, GENERATED, h[0].score, h[0].confidence) for h in hypotheses]
-            pools = [pool(*each, limit) for each in zip(hypotheses, retrieved, retrieved_ids, strict=True)]
+            pools = [
+                pool(*each, limit, config.min_length) for each in zip(hypotheses, retrieved, retrieved_ids, strict=True)
+            ]
             chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
 

@@ -25,6 +25,8 @@ def test_pool_keeps_each_reply_once_and_drops_what_cannot_be_said_whole() -> Non
     found = pool(generated, retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=3)
     # "a" repeats a generated reply and "b" is too long; relevance is the BM25 score over the best one's.
     assert found == [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3)]
+    longer = pool([], retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=4, min_pieces=2)
+    assert [c.source for c in longer] == ["c1", "c2"]  # "c" is shorter than the minimum length
 
 
 def _ids(bundle: checkpoint.ModelBundle, text: str) -> list[int]:

@@ -77,3 +77,13 @@ def test_a_damaged_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
         database.execute("UPDATE meta SET value = '99' WHERE name = 'format_version'")
     with pytest.raises(ModelError, match="format '99'"):
         ReplyIndex(newer)
+
+
+def test_only_the_rarest_informative_words_select_rows(tmp_path: Path) -> None:
+    # Six words, each informative; "f" is the most common of them, so a key holding only "f" is not selected.
+    rare = [(word, f"reply {word}", word) for word in "abcde"]
+    common = [(f"f filler {n}", f"reply f{n}", f"f{n}") for n in range(3)]
+    path = tmp_path / "index.sqlite3"
+    build(path, rare + common + [(f"other {n}", "x", f"o{n}") for n in range(300)])
+    found = {r.conversation for r in ReplyIndex(path).search("a b c d e f", 20)}
+    assert found == {"a", "b", "c", "d"}  # the four rarest (ties keep the message's order)
