@@ -27,7 +27,6 @@ from chatbot.model.seq2seq import Seq2Seq
 from chatbot.reply_index import Retrieved
 from chatbot.search.beam import length_penalty
 from chatbot.search.hypothesis import Hypothesis
-from chatbot.search.mmi import prefix_log_probs
 from chatbot.search.scoring import target_log_probs
 from chatbot.text.batching import pad
 
@@ -37,11 +36,13 @@ GENERATED = "generated"
 @dataclass(frozen=True)
 class Candidate:
     """A possible reply as piece ids (without bos/eos), where it came from (``generated``, or the id of the
-    training conversation it was retrieved from), and its relevance (see the module docstring)."""
+    training conversation it was retrieved from), its relevance (see the module docstring), and its whole
+    context-free log-probability where the reply index knows it (None: scored here)."""
 
     tokens: list[int]
     source: str
     relevance: float = 0.0
+    context_free: float | None = None
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,15 @@ def pool(
     seen: set[tuple[int, ...]] = set()
     candidates = []
     best = max((r.score for r in retrieved), default=1.0)
-    found = [(h.tokens, GENERATED, 0.0) for h in generated]
-    found += [(ids, r.conversation, r.score / best) for r, ids in zip(retrieved, retrieved_ids, strict=True) if ids]
-    for tokens, source, relevance in found:
-        if tuple(tokens) not in seen and min_pieces <= len(tokens) < max_pieces:
-            seen.add(tuple(tokens))
-            candidates.append(Candidate(list(tokens), source, relevance))
+    found = [Candidate(h.tokens, GENERATED) for h in generated]
+    found += [
+        Candidate(ids, r.conversation, r.score / best, r.context_free)
+        for r, ids in zip(retrieved, retrieved_ids, strict=True)
+    ]
+    for candidate in found:
+        if tuple(candidate.tokens) not in seen and min_pieces <= len(candidate.tokens) < max_pieces:
+            seen.add(tuple(candidate.tokens))
+            candidates.append(candidate)
     return candidates
 
 
@@ -88,16 +92,29 @@ def choose(
     config: DecodeConfig,
 ) -> list[Choice | None]:
     """The best candidate of each context (``sources[i]``'s piece ids; None where it has no candidate), all
-    contexts' candidates scored in one teacher-forced batch."""
+    contexts' candidates scored in one teacher-forced batch: each after its context, and (with MMI) its first
+    ``mmi_prefix`` pieces after the neutral context, encoded as one more row, unless the reply index already knows
+    the whole reply's context-free log-probability and the prefix covers the whole reply."""
     rows = [row for row, found in enumerate(candidates) for _ in found]
     flat = [candidate for found in candidates for candidate in found]
     if not flat:
         return [None] * len(sources)
-    encoded = model.encode(pad(sources, model.config.pad_id))
-    fitted = target_log_probs(model, encoded, rows, [[*c.tokens, eos_id] for c in flat], bos_id)
+    targets = [[*c.tokens, eos_id] for c in flat]
     anti = [0.0] * len(flat)
     if config.mmi_weight:
-        anti = prefix_log_probs(model, [c.tokens for c in flat], neutral, bos_id, eos_id, config.mmi_prefix)
+        # The index's figure is the whole reply's (eos included): usable when the prefix covers the whole reply.
+        anti = [
+            c.context_free if c.context_free is not None and config.mmi_prefix > len(c.tokens) else math.nan
+            for c in flat
+        ]
+    unknown = [i for i, value in enumerate(anti) if math.isnan(value)]
+    targets += [targets[i][: config.mmi_prefix] for i in unknown]
+    contexts = [*sources, neutral] if unknown else list(sources)
+    encoded = model.encode(pad(contexts, model.config.pad_id))
+    scores = target_log_probs(model, encoded, rows + [len(sources)] * len(unknown), targets, bos_id)
+    fitted = scores[: len(flat)]
+    for i, value in zip(unknown, scores[len(flat) :], strict=True):
+        anti[i] = value
     best: list[Choice | None] = [None] * len(sources)
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1

@@ -582,18 +582,23 @@ def train(
 @cli.command("index")
 @model_option()
 @click.argument("data", nargs=-1, required=True)
-def index(model: Path | None, data: tuple[str, ...]) -> None:
+@decode_options()
+def index(model: Path | None, data: tuple[str, ...], **decode: Any) -> None:
     """Add a reply index to a trained model: the training side of DATA, split and cleaned as the model's own data.
 
     The index lets the model choose its reply among training replies as well as its own (--candidates retrieved
     or both). Give the DATA the model was trained on (the same sources as `chatbot train`); retrieved replies
-    repeat that text word for word, so index only logs whose words may be repeated to every user.
+    repeat that text word for word, so index only logs whose words may be repeated to every user. Decoding flags
+    given here (--candidates retrieved...) become the model's decoding default, as `chatbot train` stores them.
     """
     from chatbot.training.pipeline import index_model_dir
 
     model_dir = model or default_model_dir()
-    size = index_model_dir(model_dir, data)
-    click.echo(json.dumps({"model": str(model_dir), "reply_index_bytes": size}))
+    given = any(value is not None for value in decode.values())
+    config = _decode_config(model_dir, decode) if given else None
+    size = index_model_dir(model_dir, data, config)
+    shown = {"decode": dataclasses.asdict(config)} if config else {}
+    click.echo(json.dumps({"model": str(model_dir), "reply_index_bytes": size, **shown}))
 
 
 @cli.command("export-model")
@@ -701,12 +706,13 @@ def _evaluate_one(
     from chatbot.generation import ResponseGenerator
 
     config = _decode_config(model_dir, decode)
-    bundle = ResponseGenerator(model_dir, config, quantize).load()
+    generator = ResponseGenerator(model_dir, config, quantize)
+    bundle = generator.load()
     pairs = held_out_pairs(bundle, data, split, limit)
     result: dict[str, Any] = {"model": str(model_dir), "split": split, "quantized": quantize}
     result.update(dataclasses.asdict(perplexity(bundle.model, bundle.tokenizer, pairs, batch_size)))
     if replies:
-        quality = generated_reply_quality(bundle, pairs[:replies], config, seed)
+        quality = generated_reply_quality(generator, pairs[:replies], config, seed)
         result["replies"] = {**dataclasses.asdict(quality), "decode": dataclasses.asdict(config)}
     return result
 

@@ -21,13 +21,13 @@ from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.reply_quality import ReplyQuality, measure
-from chatbot.search import generate
 from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_pair
 from chatbot.text.cleaning import clean_splits
-from chatbot.text.pairs import OTHER_TURN, split_pairs
+from chatbot.text.pairs import last_turn, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
+    from chatbot.generation import ResponseGenerator
     from chatbot.training.checkpoint import ModelBundle
 
 
@@ -116,21 +116,19 @@ def evaluate_sources(
     return perplexity(bundle.model, bundle.tokenizer, held_out_pairs(bundle, sources, split, limit), batch_size)
 
 
-@torch.inference_mode()
 def generated_reply_quality(
-    bundle: ModelBundle, pairs: Sequence[EncodedPair], decode: DecodeConfig, seed: int = 0
+    generator: ResponseGenerator, pairs: Sequence[EncodedPair], decode: DecodeConfig, seed: int = 0
 ) -> ReplyQuality:
-    """Generate a reply to each pair's context one at a time, as a chat would, and score the replies against the
-    references (decoded from the same pieces, so both sides are normalised alike) and by latency. Sampled replies
-    draw from a generator seeded with ``seed``, so the same call gives the same replies."""
-    tokenizer, replies, references, seconds = bundle.tokenizer, [], [], []
+    """Generate a reply to each pair's context one at a time, as a chat would (candidates retrieved and chosen
+    where ``decode`` says so), and score the replies against the references (decoded from the same pieces, so both
+    sides are normalised alike) and by latency. Sampled replies draw from a generator seeded with ``seed``, so the
+    same call gives the same replies."""
+    tokenizer, replies, references, seconds = generator.load().tokenizer, [], [], []
     draws = torch.Generator().manual_seed(seed)
-    neutral = tokenizer.encode(OTHER_TURN)  # the context-free language model of MMI reranking
     for pair in pairs:
         started = time.perf_counter()
-        source = torch.tensor([pair.source])
-        found = generate(bundle.model, source, tokenizer.bos_id, tokenizer.eos_id, decode, draws, neutral)
-        best = found[0][0]
+        message = last_turn(tokenizer.decode(pair.source))  # what the reply index is searched by
+        (best,) = generator.choices_for([list(pair.source)], [message], decode, draws)
         replies.append(tokenizer.decode_clean(best.tokens))
         seconds.append(time.perf_counter() - started)
         references.append(tokenizer.decode_clean(pair.target))

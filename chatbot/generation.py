@@ -134,29 +134,33 @@ class ResponseGenerator:
     def choices(self, contexts: Sequence[str], config: DecodeConfig | None = None) -> list[Choice]:
         """The chosen reply of each context text (as piece ids, with its score, confidence and source): the
         search's best, or with ``config.candidates`` retrieved or both the model's choice among candidates."""
+        tokenizer = self.load().tokenizer
+        rows = [self._source_ids(tokenizer, text) for text in contexts]
+        return self.choices_for(rows, [last_turn(text) for text in contexts], config)
+
+    def choices_for(
+        self,
+        rows: Sequence[list[int]],
+        messages: Sequence[str],
+        config: DecodeConfig | None = None,
+        draws: torch.Generator | None = None,
+    ) -> list[Choice]:
+        """``choices`` for contexts already as piece ids (``rows``) with their newest turns' text (``messages``,
+        what the reply index is searched by); sampling draws from ``draws`` (default: torch's global generator)."""
         config = config or self.decode_config
         bundle = self.load()
-        tokenizer = bundle.tokenizer
-        rows = [self._source_ids(tokenizer, text) for text in contexts]
-        retrieved = self._retrieve(contexts, config)
+        tokenizer, limit = bundle.tokenizer, self.context.max_target_tokens
+        retrieved = self._retrieve(messages, config)
         retrieved_ids = [[tokenizer.encode(each.text) for each in found] for found in retrieved]
-        limit = self.context.max_target_tokens
         # Retrieved alone still searches for a context that retrieves nothing it can use.
         searched = [
             i
             for i, (found, ids) in enumerate(zip(retrieved, retrieved_ids, strict=True))
             if config.candidates != "retrieved" or not pool([], found, ids, limit, config.min_length)
         ]
-        hypotheses: list[list[Hypothesis]] = [[] for _ in contexts]
         neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
         with torch.inference_mode():
-            if searched:
-                found = generate(
-                    bundle.model, pad([rows[i] for i in searched], tokenizer.pad_id), tokenizer.bos_id,
-                    tokenizer.eos_id, config, neutral=neutral,
-                )  # fmt: skip
-                for i, best in zip(searched, found, strict=True):
-                    hypotheses[i] = best
+            hypotheses = self._search(rows, searched, config, neutral, draws)
             if config.candidates == GENERATED:
                 return [Choice(h[0].tokens, GENERATED, h[0].score, h[0].confidence) for h in hypotheses]
             pools = [
@@ -165,8 +169,29 @@ class ResponseGenerator:
             chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
 
-    def _retrieve(self, contexts: Sequence[str], config: DecodeConfig) -> list[list[Retrieved]]:
-        """The training replies closest to each context's newest turn (none when candidates are generated only)."""
+    def _search(
+        self,
+        rows: Sequence[list[int]],
+        searched: Sequence[int],
+        config: DecodeConfig,
+        neutral: list[int],
+        draws: torch.Generator | None,
+    ) -> list[list[Hypothesis]]:
+        """The search's hypotheses for the rows numbered in ``searched`` (others: none), in one batch."""
+        hypotheses: list[list[Hypothesis]] = [[] for _ in rows]
+        if not searched:
+            return hypotheses
+        tokenizer = self.load().tokenizer
+        # Pooled candidates are all rescored (MMI included) by choose(): the search need not rerank its n-best.
+        search = config if config.candidates == GENERATED else dataclasses.replace(config, mmi_weight=0.0)
+        source = pad([rows[i] for i in searched], tokenizer.pad_id)
+        found = generate(self.load().model, source, tokenizer.bos_id, tokenizer.eos_id, search, draws, neutral)
+        for i, best in zip(searched, found, strict=True):
+            hypotheses[i] = best
+        return hypotheses
+
+    def _retrieve(self, messages: Sequence[str], config: DecodeConfig) -> list[list[Retrieved]]:
+        """The training replies closest to each message (none when candidates are generated only)."""
         if config.candidates == GENERATED or self._index is None:
-            return [[] for _ in contexts]
-        return [self._index.search(last_turn(text), config.retrieved) for text in contexts]
+            return [[] for _ in messages]
+        return [self._index.search(message, config.retrieved) for message in messages]

@@ -5,8 +5,10 @@ One SQLite file (``reply_index.sqlite3`` in a model directory), written here and
 
 - ``keys``: a contentless FTS5 table over the last turn of each pair's context (the message the reply answered),
   its rowid the reply's number. Contentless: the keys are only searched, never shown, so their text is not kept.
-- ``blobs``: the replies and the ids of their conversations, as one zlib-compressed JSON document each. They are
-  read into memory when the index opens; kept as rows they would double the file.
+- ``blobs``: the replies (each with the number of its conversation and its context-free log-probability under
+  the model the index was built for: what MMI subtracts, computed once here instead of at every reply) and the
+  ids of their conversations, as one zlib-compressed JSON document each. They are read into memory when the index
+  opens; kept as rows they would double the file.
 - ``meta``: the format version and how many replies there are.
 
 Search is BM25 over the words of the message. A row must contain at least one *informative* word (one of the
@@ -31,7 +33,7 @@ from typing import Any
 from chatbot.errors import ModelError
 
 FILE_NAME = "reply_index.sqlite3"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each reply carries its context-free log-probability
 INFORMATIVE_SHARE = 0.02  # a word in more keys than this share ranks rows but does not select them
 MOST_INFORMATIVE = 4  # rarer words select rows; more of them slow a long message's query for little change
 MAX_QUERY_WORDS = 32  # a 4,096-character message is searched by its first words only
@@ -40,20 +42,22 @@ WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class Retrieved:
-    """A training reply found for a message: its text, the training conversation it came from, and its BM25 score
-    (higher is closer)."""
+    """A training reply found for a message: its text, the training conversation it came from, its BM25 score
+    (higher is closer), and its log-probability after the neutral context, eos included, under the model."""
 
     text: str
     conversation: str
     score: float
+    context_free: float
 
 
-def build(path: Path, entries: Iterable[tuple[str, str, str]]) -> int:
-    """Write an index of ``entries`` (key, reply, conversation id) to ``path``, replacing any file there; returns
-    how many replies it holds. The file is written beside ``path`` and renamed into place."""
+def build(path: Path, entries: Iterable[tuple[str, str, str, float]]) -> int:
+    """Write an index of ``entries`` (key, reply, conversation id, the reply's context-free log-probability) to
+    ``path``, replacing any file there; returns how many replies it holds. The file is written beside ``path``
+    and renamed into place."""
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
-    replies: list[tuple[str, int]] = []
+    replies: list[tuple[str, int, float]] = []
     conversations: dict[str, int] = {}
     database = sqlite3.connect(partial)
     try:
@@ -62,9 +66,9 @@ def build(path: Path, entries: Iterable[tuple[str, str, str]]) -> int:
             "CREATE TABLE blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);"
             "CREATE VIRTUAL TABLE keys USING fts5(key, content='');"
         )
-        for key, reply, conversation in entries:
+        for key, reply, conversation, context_free in entries:
             database.execute("INSERT INTO keys (rowid, key) VALUES (?, ?)", (len(replies), key.lower()))
-            replies.append((reply, conversations.setdefault(conversation, len(conversations))))
+            replies.append((reply, conversations.setdefault(conversation, len(conversations)), round(context_free, 4)))
         database.execute("INSERT INTO keys (keys) VALUES ('optimize')")  # one b-tree segment: faster queries
         _put_blob(database, "replies", replies)
         _put_blob(database, "conversations", list(conversations))
@@ -97,7 +101,7 @@ class ReplyIndex:
             meta = dict(self._database.execute("SELECT name, value FROM meta").fetchall())
             if meta.get("format_version") != str(FORMAT_VERSION):
                 raise ModelError(f"{path}: reply index format {meta.get('format_version')!r} is not {FORMAT_VERSION}")
-            self._replies: list[Any] = self._blob("replies")  # [text, conversation number] each
+            self._replies: list[Any] = self._blob("replies")  # [text, conversation number, context-free] each
             self._conversations: list[Any] = self._blob("conversations")
             self._database.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'keys', 'row')")
         except (sqlite3.Error, ValueError, zlib.error) as error:
@@ -134,8 +138,9 @@ class ReplyIndex:
             ).fetchall()
         found = []
         for row, rank in rows:
-            text, conversation = self._replies[row]
-            found.append(Retrieved(str(text), str(self._conversations[int(conversation)]), -float(rank)))
+            text, conversation, context_free = self._replies[row]
+            name = str(self._conversations[int(conversation)])
+            found.append(Retrieved(str(text), name, -float(rank), float(context_free)))
         return found
 
     def _query(self, words: list[str]) -> str | None:

@@ -21,10 +21,10 @@ from chatbot.training import checkpoint
 
 def test_pool_keeps_each_reply_once_and_drops_what_cannot_be_said_whole() -> None:
     generated = [Hypothesis([5, 6], -1.0, -1.0), Hypothesis([7], -2.0, -2.0)]
-    retrieved = [Retrieved("a", "c1", 3.0), Retrieved("b", "c2", 2.0), Retrieved("c", "c3", 1.0)]
+    retrieved = [Retrieved("a", "c1", 3.0, -1.0), Retrieved("b", "c2", 2.0, -2.0), Retrieved("c", "c3", 1.0, -3.0)]
     found = pool(generated, retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=3)
     # "a" repeats a generated reply and "b" is too long; relevance is the BM25 score over the best one's.
-    assert found == [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3)]
+    assert found == [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3, -3.0)]
     longer = pool([], retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=4, min_pieces=2)
     assert [c.source for c in longer] == ["c1", "c2"]  # "c" is shorter than the minimum length
 
@@ -79,3 +79,26 @@ def test_choose_batches_contexts_and_reports_none_without_candidates(tiny_model_
     )
     assert [c.source if c else None for c in chosen] == ["p", None, "f"]
     assert choose(bundle.model, sources[:1], [[]], [], tok.bos_id, tok.eos_id, DecodeConfig()) == [None]
+
+
+def test_the_index_s_context_free_score_stands_in_for_the_neutral_pass(tiny_model_dir: Path) -> None:
+    bundle = checkpoint.load(tiny_model_dir)
+    tok = bundle.tokenizer
+    source, neutral = _ids(bundle, "<usr> do you have any pets?"), _ids(bundle, "<usr>")
+    replies = [_ids(bundle, text) for text in ("yes, a cat named pepper", "mushrooms and olives")]
+    with torch.no_grad():
+        whole = prefix_log_probs(bundle.model, replies, neutral, tok.bos_id, tok.eos_id, 100)
+
+    def best(candidates: list[Candidate], prefix: int = 100) -> float:
+        cfg = DecodeConfig(mmi_weight=0.5, mmi_prefix=prefix)
+        (chosen,) = choose(bundle.model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, cfg)
+        assert chosen is not None
+        return chosen.score
+
+    scored = best([Candidate(r, "x") for r in replies])
+    known = best([Candidate(r, "x", 0.0, lm) for r, lm in zip(replies, whole, strict=True)])
+    assert known == pytest.approx(scored, abs=1e-4)  # the stored figure is what the pass would compute
+    # A stored figure that differs is used as given while the prefix covers the whole reply, and not otherwise.
+    planted = [Candidate(r, "x", 0.0, 0.0) for r in replies]
+    assert best(planted) != pytest.approx(scored, abs=1e-3)
+    assert best(planted, prefix=2) == pytest.approx(best([Candidate(r, "x") for r in replies], prefix=2), abs=1e-4)

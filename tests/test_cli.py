@@ -435,11 +435,14 @@ def test_index_adds_a_reply_index_to_a_trained_model(
     db = f"sqlite:///{tmp_path / 'c.db'}"
     refused = runner.invoke(cli, ["chat", "--model", str(model), "--db", db, "--candidates", "retrieved"], input="x\n")
     assert refused.exit_code == 2 and "no reply index" in refused.output
-    result = runner.invoke(cli, ["index", "--model", str(model), str(sample_path)])
+    result = runner.invoke(cli, ["index", "--model", str(model), str(sample_path), "--candidates", "retrieved"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["reply_index_bytes"] > 0
-    args = ["chat", "--model", str(model), "--db", db, "--candidates", "retrieved"]
-    chat = runner.invoke(cli, args, input="do you have any pets?\n/why\n")
+    stored = json.loads((model / "config.json").read_text())["decode"]
+    assert stored["candidates"] == "retrieved"  # a decoding flag of `index` becomes the model's default
+    before = json.loads((tiny_model_dir / "config.json").read_text())["decode"]
+    assert {**stored, "candidates": before["candidates"]} == before  # the flags not given keep the model's values
+    chat = runner.invoke(cli, ["chat", "--model", str(model), "--db", db], input="do you have any pets?\n/why\n")
     assert chat.exit_code == 0, chat.output
     assert "yes, a cat named pepper" in chat.output
     assert "Source: retrieved from training conversation sample-4" in chat.output

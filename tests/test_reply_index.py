@@ -12,10 +12,10 @@ from chatbot.errors import ModelError
 from chatbot.reply_index import ReplyIndex, build
 
 ENTRIES = [
-    ("do you have any pets?", "yes, a cat named pepper", "c1"),
-    ("what do you do for a living?", "i teach maths at a school", "c2"),
-    ("do you like pizza?", "pizza, definitely", "c3"),
-    *((f"do you know thing {n}?", f"no idea about {n}", f"filler-{n}") for n in range(60)),
+    ("do you have any pets?", "yes, a cat named pepper", "c1", -5.0),
+    ("what do you do for a living?", "i teach maths at a school", "c2", -6.0),
+    ("do you like pizza?", "pizza, definitely", "c3", -4.0),
+    *((f"do you know thing {n}?", f"no idea about {n}", f"filler-{n}", -7.0) for n in range(60)),
 ]
 
 
@@ -28,7 +28,7 @@ def index(tmp_path: Path) -> ReplyIndex:
 
 def test_the_closest_message_s_reply_comes_first_with_its_conversation(index: ReplyIndex) -> None:
     (best, *_) = index.search("Do you have PETS at home?", 3)
-    assert (best.text, best.conversation) == ("yes, a cat named pepper", "c1")
+    assert (best.text, best.conversation, best.context_free) == ("yes, a cat named pepper", "c1", -5.0)
     found = index.search("so what do you do for a living", 5)
     assert found[0].text == "i teach maths at a school"
     assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
@@ -57,7 +57,7 @@ def test_query_syntax_in_a_message_is_only_words(index: ReplyIndex, message: str
 def test_build_replaces_an_old_index_whole(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
     build(path, ENTRIES)
-    build(path, [("hello there", "hi!", "only")])
+    build(path, [("hello there", "hi!", "only", -1.5)])
     assert [r.text for r in ReplyIndex(path).search("hello", 5)] == ["hi!"]
     assert not list(tmp_path.glob(".*partial"))
 
@@ -81,9 +81,9 @@ def test_a_damaged_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
 
 def test_only_the_rarest_informative_words_select_rows(tmp_path: Path) -> None:
     # Six words, each informative; "f" is the most common of them, so a key holding only "f" is not selected.
-    rare = [(word, f"reply {word}", word) for word in "abcde"]
-    common = [(f"f filler {n}", f"reply f{n}", f"f{n}") for n in range(3)]
+    rare = [(word, f"reply {word}", word, -1.0) for word in "abcde"]
+    common = [(f"f filler {n}", f"reply f{n}", f"f{n}", -1.0) for n in range(3)]
     path = tmp_path / "index.sqlite3"
-    build(path, rare + common + [(f"other {n}", "x", f"o{n}") for n in range(300)])
+    build(path, rare + common + [(f"other {n}", "x", f"o{n}", -1.0) for n in range(300)])
     found = {r.conversation for r in ReplyIndex(path).search("a b c d e f", 20)}
     assert found == {"a", "b", "c", "d"}  # the four rarest (ties keep the message's order)

@@ -20,10 +20,13 @@ def target_log_probs(
 
     A target that should end includes eos; a target cut short (a prefix) does not."""
     pad_id = model.config.pad_id
-    target_out = pad(targets, pad_id)  # (targets, tgt_len)
-    target_in = pad([[bos_id, *target[:-1]] for target in targets], pad_id)
-    chosen = encoded.select(torch.tensor(list(rows), dtype=torch.long, device=encoded.memory.device))
-    logits, _, _ = model.decode(target_in.to(encoded.memory.device), chosen.hidden, chosen)
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (targets, tgt_len, vocab)
-    picked = log_probs.gather(2, target_out.to(logits.device).unsqueeze(2)).squeeze(2)  # (targets, tgt_len)
-    return (picked * (target_out != pad_id).to(picked.device)).sum(dim=1).tolist()
+    device = encoded.memory.device
+    target_out = pad(targets, pad_id).to(device)  # (targets, tgt_len)
+    target_in = pad([[bos_id, *target[:-1]] for target in targets], pad_id).to(device)
+    chosen = encoded.select(torch.tensor(list(rows), dtype=torch.long, device=device))
+    keep = target_out != pad_id  # the output layer, the largest, skips the padding
+    logits, _, _ = model.decode(target_in, chosen.hidden, chosen, keep)  # (kept, vocab)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    picked = log_probs.gather(1, target_out[keep].unsqueeze(1)).squeeze(1)  # (kept,)
+    totals = torch.zeros(len(targets), device=device).index_add_(0, keep.nonzero()[:, 0], picked)
+    return totals.tolist()

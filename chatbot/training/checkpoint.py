@@ -110,9 +110,10 @@ def save(
         raise
 
 
-def attach(directory: Path, attachments: Mapping[str, bytes]) -> None:
+def attach(directory: Path, attachments: Mapping[str, bytes], decode: DecodeConfig | None = None) -> None:
     """Add or replace files in the saved model directory ``directory`` (a reply index built after training),
-    recording their SHA-256; the directory is copied, changed and swapped into place atomically, like ``save``."""
+    recording their SHA-256, and with ``decode`` replace its decoding default; the directory is copied, changed
+    and swapped into place atomically, like ``save``."""
     read_config(directory)  # a damaged directory is not silently extended
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -121,6 +122,8 @@ def attach(directory: Path, attachments: Mapping[str, bytes]) -> None:
             (staging / name).write_bytes(content)
         config = json.loads((staging / "config.json").read_text())
         config["sha256"] = {**config.get("sha256", {}), **_digests(staging)}
+        if decode is not None:
+            config["decode"] = asdict(decode)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         _replace(staging, directory)
     except BaseException:

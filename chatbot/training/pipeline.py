@@ -35,9 +35,10 @@ from chatbot.model.seq2seq import Seq2Seq
 from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.reply_index import build as build_reply_index
 from chatbot.reply_quality import is_looping
+from chatbot.search.scoring import target_log_probs
 from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
-from chatbot.text.pairs import Pair, last_turn, split_pairs
+from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
@@ -106,7 +107,7 @@ def train_model_dir(
         metrics.update(cleaning=asdict(cleaning), processes=world.size)
         metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
         bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, decode or DecodeConfig(), data)  # on any CPU
-        index = reply_index_file(splits["train"], tokenizer, context) if reply_index else None
+        index = reply_index_file(splits["train"], bundle) if reply_index else None
         _write_model(out, bundle, train, metrics, summary, index)
     distributed.barrier(world)
     return metrics
@@ -128,13 +129,21 @@ def _write_model(
     resume.finish(resume.partial_dir(out))
 
 
-def reply_index_file(pairs: Sequence[Pair], tokenizer: Tokenizer, context: ContextConfig) -> bytes:
-    """The reply index of ``pairs`` (the training side), as the bytes of its file: every reply the model could
-    say whole (fewer than ``max_target_tokens`` pieces) and that does not loop, keyed by the turn it answered."""
-    entries = (
-        (last_turn(pair.context), pair.response, pair.conversation_id)
+def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> bytes:
+    """The reply index of ``pairs`` (the training side) for ``bundle``'s model, as the bytes of its file: every
+    reply the model could say whole (fewer than ``max_target_tokens`` pieces) and that does not loop, keyed by the
+    turn it answered, with its context-free log-probability under the model."""
+    tokenizer = bundle.tokenizer
+    kept = [
+        (pair, ids)
         for pair in pairs
-        if len(tokenizer.encode(pair.response)) < context.max_target_tokens and not is_looping(pair.response)
+        if len(ids := tokenizer.encode(pair.response)) < bundle.context.max_target_tokens
+        and not is_looping(pair.response)
+    ]
+    context_free = _context_free([ids for _, ids in kept], bundle)
+    entries = (
+        (last_turn(pair.context), pair.response, pair.conversation_id, score)
+        for (pair, _), score in zip(kept, context_free, strict=True)
     )
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / REPLY_INDEX
@@ -143,15 +152,32 @@ def reply_index_file(pairs: Sequence[Pair], tokenizer: Tokenizer, context: Conte
         return path.read_bytes()
 
 
-def index_model_dir(model_dir: Path, sources: Sequence[str]) -> int:
+@torch.no_grad()
+def _context_free(replies: Sequence[list[int]], bundle: checkpoint.ModelBundle, batch_size: int = 256) -> list[float]:
+    """log p(reply + eos | neutral context) of each reply under the bundle's model, in length-sorted batches."""
+    tokenizer, model = bundle.tokenizer, bundle.model.eval()
+    encoded = model.encode(torch.tensor([tokenizer.encode(OTHER_TURN)]))
+    order = sorted(range(len(replies)), key=lambda i: len(replies[i]))
+    scores = [0.0] * len(replies)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        targets = [[*replies[i], tokenizer.eos_id] for i in chunk]
+        found = target_log_probs(model, encoded, [0] * len(chunk), targets, tokenizer.bos_id)
+        for i, score in zip(chunk, found, strict=True):
+            scores[i] = score
+    return scores
+
+
+def index_model_dir(model_dir: Path, sources: Sequence[str], decode: DecodeConfig | None = None) -> int:
     """Build the reply index of a trained model from the training side of ``sources``, split and cleaned as the
-    model's own data was (its config), and add it to ``model_dir``; returns the index's size in bytes."""
+    model's own data was (its config), and add it to ``model_dir`` (with ``decode`` as its new decoding default);
+    returns the index's size in bytes."""
     bundle = checkpoint.load(model_dir)
     splits, _ = clean_splits(split_pairs(load_corpora(sources), bundle.context.history_turns), bundle.data)
     if not splits["train"]:
         raise ChatbotError("no training pairs to index: the data has no conversation with two or more turns")
-    index = reply_index_file(splits["train"], bundle.tokenizer, bundle.context)
-    checkpoint.attach(model_dir, {REPLY_INDEX: index})
+    index = reply_index_file(splits["train"], bundle)
+    checkpoint.attach(model_dir, {REPLY_INDEX: index}, decode)
     return len(index)
 
 
