@@ -1,8 +1,10 @@
-"""Reply latency of the shipped model in one chat: greedy and beam-5, fp32 and int8, measured side by side.
+"""Reply latency of the shipped model in one chat: its own decoding, beam-5, and candidates chosen among
+retrieved replies (retrieved alone, and with beam-5's n-best), fp32 and int8, measured side by side.
 
 Each reply is timed the way ``chatbot chat`` produces it (``ResponseGenerator.generate_scored`` on one context:
-tokenize, encode, search, detokenize), over held-out chitchat contexts, after a warm-up. The four variants take
-turns on every context, so machine noise hits them alike. Reported: p50 and p95 in milliseconds.
+tokenize, encode, search, retrieve and rescore candidates where asked, detokenize), over held-out chitchat contexts,
+after a warm-up. The variants take turns on every context, so machine noise hits them alike. Reported: p50 and
+p95 in milliseconds. The candidate variants need the model's reply index.
 
     python bench/reply_latency.py [--threads 2] [--contexts 300]
 """
@@ -20,6 +22,7 @@ from datetime import datetime
 import torch
 
 from chatbot.cli import default_model_dir
+from chatbot.config import DecodeConfig
 from chatbot.evaluation import held_out_pairs
 from chatbot.generation import ResponseGenerator
 from chatbot.training import checkpoint
@@ -27,6 +30,12 @@ from chatbot.training import checkpoint
 
 def percentile(values: list[float], share: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[share - 1] * 1000
+
+
+def describe(config: DecodeConfig) -> str:
+    if config.candidates == "generated":
+        return config.strategy
+    return f"{config.strategy}, candidates {config.candidates} {config.retrieved}"
 
 
 def main() -> None:
@@ -37,11 +46,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model_dir = default_model_dir()
     chat_default = ResponseGenerator(model_dir).decode_config  # what `chatbot chat` decodes with, without flags
-    beam = dataclasses.replace(chat_default, strategy="beam", beam_size=5)
+    beam = dataclasses.replace(chat_default, strategy="beam", beam_size=5, n_best=5, candidates="generated")
+    retrieved = dataclasses.replace(beam, candidates="retrieved", retrieved=10)
+    both = dataclasses.replace(beam, candidates="both", retrieved=10)
+    decodings = {f"chat default ({describe(chat_default)})": chat_default, "beam-5": beam}
+    decodings.update({"candidates: retrieved 10": retrieved, "candidates: both (beam-5 n-best + 10)": both})
     variants = {  # `chatbot chat` runs int8 unless --no-quantize
         f"{name}, {precision}": ResponseGenerator(model_dir, config, quantized=precision.startswith("int8"))
-        for name, config in ((chat_default.strategy, chat_default), ("beam-5", beam))
-        for precision in ("fp32", "int8 (chat default)")
+        for name, config in decodings.items()
+        for precision in ("fp32", "int8")
     }
     bundle = checkpoint.load(model_dir)
     pairs = held_out_pairs(bundle, ["chitchat"], "test", args.contexts)
@@ -60,7 +73,7 @@ def main() -> None:
     print(f"# command: python {' '.join(sys.argv)}; {len(contexts)} chitchat test contexts, {args.threads} threads")
     print("| decoding | p50 ms | p95 ms | vs fp32 (p50) |\n|---|---|---|---|")
     for name, values in seconds.items():
-        base = seconds[name.replace("int8 (chat default)", "fp32")]
+        base = seconds[name.replace("int8", "fp32")]
         ratio = percentile(base, 50) / percentile(values, 50)
         print(f"| {name} | {percentile(values, 50):.1f} | {percentile(values, 95):.1f} | {ratio:.2f}× |")
 

@@ -103,7 +103,10 @@ class ReplyIndex:
                 raise ModelError(f"{path}: reply index format {meta.get('format_version')!r} is not {FORMAT_VERSION}")
             self._replies: list[Any] = self._blob("replies")  # [text, conversation number, context-free] each
             self._conversations: list[Any] = self._blob("conversations")
+            # Each word's document frequency, read once (90 ms for chitchat's 31,000 words): looked up per query, it
+            # was half the search's time.
             self._database.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'keys', 'row')")
+            self._counts: dict[str, int] = dict(self._database.execute("SELECT term, doc FROM temp.vocabulary"))
         except (sqlite3.Error, ValueError, zlib.error) as error:
             raise ModelError(f"{path}: not a readable reply index ({error}); rebuild it with `chatbot index`") from None
         self._lock = threading.Lock()
@@ -145,11 +148,7 @@ class ReplyIndex:
 
     def _query(self, words: list[str]) -> str | None:
         """The FTS5 query: (an informative word) AND (any word), or None when no word is in the index."""
-        counts = {}
-        for word in words:
-            row = self._database.execute("SELECT doc FROM vocabulary WHERE term = ?", (word,)).fetchone()
-            if row is not None:
-                counts[word] = int(row[0])
+        counts = self._counts
         known = sorted((word for word in words if word in counts), key=counts.__getitem__)
         if not known:
             return None
