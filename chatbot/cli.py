@@ -189,7 +189,7 @@ DECODE_HELP = {
     "block_repeat": "Never say a stretch of pieces twice in a row, or one piece three times (true/false).",
     "block_context_ngram": "Never copy an n-gram of this many pieces from the context (0: off).",
     "max_length": "Longest reply, in pieces.",
-    "min_length": "Shortest reply, in pieces.",
+    "min_length": "Shortest reply, in pieces (retrieved candidates shorter than this are dropped too).",
     "mmi_weight": "Rerank the n-best replies by MMI anti-LM with this weight, against generic replies (0: off; "
     "try 0.3 with --strategy beam --n-best 5).",
     "mmi_prefix": "MMI penalises the context-free likelihood of this many first pieces of a reply.",
