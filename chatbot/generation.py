@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -52,7 +53,7 @@ class ResponseGenerator:
                 f"`chatbot index DATA --model {model_dir}`, or decode with --candidates generated"
             )
         self._bundle: checkpoint.ModelBundle | None = None
-        self._index: ReplyIndex | None = None
+        self._index: Future[ReplyIndex] | None = None
         self._model_name = ""
         self._lock = threading.Lock()
 
@@ -77,8 +78,8 @@ class ResponseGenerator:
             if self._bundle is None:
                 bundle = checkpoint.load(self.model_dir)
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
-                if (self.model_dir / FILE_NAME).is_file():
-                    self._index = ReplyIndex(self.model_dir / FILE_NAME)
+                if (self.model_dir / FILE_NAME).is_file():  # its digest was checked with the weights
+                    self._index = _open_in_background(self.model_dir / FILE_NAME)
                 digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
                 self._model_name = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
@@ -194,4 +195,14 @@ class ResponseGenerator:
         """The training replies closest to each message (none when candidates are generated only)."""
         if config.candidates == GENERATED or self._index is None:
             return [[] for _ in messages]
-        return [self._index.search(message, config.retrieved) for message in messages]
+        index = self._index.result()  # waits for the opening, or raises what went wrong in it
+        return [index.search(message, config.retrieved) for message in messages]
+
+
+def _open_in_background(path: Path) -> Future[ReplyIndex]:
+    """Open the reply index in a thread of its own: reading its vocabulary and replies takes a quarter of a second,
+    which a chat's first prompt need not wait for."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reply-index")
+    opening = executor.submit(ReplyIndex, path)
+    executor.shutdown(wait=False)  # the submitted opening still runs; the thread ends with it
+    return opening
