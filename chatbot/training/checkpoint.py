@@ -112,16 +112,18 @@ def save(
 
 def attach(directory: Path, attachments: Mapping[str, bytes], decode: DecodeConfig | None = None) -> None:
     """Add or replace files in the saved model directory ``directory`` (a reply index built after training),
-    recording their SHA-256, and with ``decode`` replace its decoding default; the directory is copied, changed
-    and swapped into place atomically, like ``save``."""
-    read_config(directory)  # a damaged directory is not silently extended
+    recording the SHA-256 of those that are checked at load, and with ``decode`` replace its decoding default; the
+    directory is copied, changed and swapped into place atomically, like ``save``. The digests recorded for the
+    other files are kept as they are, so a file damaged since it was saved still fails its check."""
+    read_config(directory)  # a damaged config.json is not silently extended
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         shutil.copytree(directory, staging, dirs_exist_ok=True)
         for name, content in attachments.items():
             (staging / name).write_bytes(content)
         config = json.loads((staging / "config.json").read_text())
-        config["sha256"] = {**config.get("sha256", {}), **_digests(staging)}
+        added = {name: _sha256(content) for name, content in attachments.items() if name in CHECKED_ATTACHMENTS}
+        config["sha256"] = {**config.get("sha256", {}), **added}
         if decode is not None:
             config["decode"] = asdict(decode)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -75,3 +76,21 @@ def checkpoint_train_config(model_dir: Path):  # type: ignore[no-untyped-def]
     from chatbot.config import TrainConfig, from_dict
 
     return from_dict(TrainConfig, json.loads((model_dir / "config.json").read_text())["train"])
+
+
+def test_attach_records_only_the_new_files_digest(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Attaching a reply index keeps the recorded digests of the other files, so damage done before still shows."""
+    from chatbot.reply_index import FILE_NAME
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = json.loads((model / "config.json").read_text())["sha256"]
+    weights = bytearray((model / "model.pt").read_bytes())
+    weights[-10] ^= 0xFF
+    (model / "model.pt").write_bytes(bytes(weights))
+    checkpoint.attach(model, {FILE_NAME: b"index bytes"})
+    after = json.loads((model / "config.json").read_text())["sha256"]
+    assert {k: v for k, v in after.items() if k != FILE_NAME} == before
+    assert after[FILE_NAME] == hashlib.sha256(b"index bytes").hexdigest()
+    with pytest.raises(ModelError, match=r"model\.pt is not the file saved"):
+        checkpoint.load(model)
