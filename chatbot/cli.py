@@ -565,10 +565,12 @@ def train(
     decode = DecodeConfig(**{name: value for name, value in chosen.items() if value is not None})
     options["time_budget_minutes"] = options.pop("time_budget")
     config = TrainConfig(**options)
+    index = all(is_public_corpus(source) for source in sources) if reply_index is None else reply_index
+    if decode.candidates != "generated" and not index:  # the model could not answer as its decoding says
+        raise click.UsageError(f"--candidates {decode.candidates} needs the reply index: add --reply-index")
     world = World.from_environment(os.environ)
     run = RunOptions(resume=resume, restart=force, tensorboard=tensorboard, world=world)
     try:
-        index = all(is_public_corpus(source) for source in sources) if reply_index is None else reply_index
         metrics = train_model_dir(
             sources, out, shape, tokenizer, context, data_config, config, _report, run, decode, reply_index=index
         )

@@ -415,6 +415,9 @@ def test_a_reply_index_is_written_only_when_asked_for_own_logs(
     plain, indexed = tmp_path / "plain", tmp_path / "indexed"
     assert runner.invoke(cli, ["train", str(sample_path), "--out", str(plain), *TINY_TRAIN_ARGS]).exit_code == 0
     assert not (plain / FILE_NAME).exists()  # a user's own logs are not repeated word for word unless asked
+    refused = runner.invoke(cli, ["train", str(sample_path), "--out", str(tmp_path / "x"), "--candidates", "both"])
+    assert refused.exit_code == 2 and "needs the reply index: add --reply-index" in refused.output
+    assert not (tmp_path / "x").exists()  # refused before any work
     args = ["train", str(sample_path), "--out", str(indexed), *TINY_TRAIN_ARGS, "--reply-index", "--candidates", "both"]
     assert runner.invoke(cli, args).exit_code == 0
     assert (indexed / FILE_NAME).is_file()
