@@ -79,20 +79,31 @@ class ChatbotGroup(click.Group):
             raise UserError(str(error)) from error
 
 
-def _config_map(path: Path | None) -> dict[str, Any]:
-    """Turn the TOML file into click's default_map: top-level shared keys copied into every command's table."""
+def _config_map(path: Path | None, group: click.Group) -> dict[str, Any]:
+    """Turn the TOML file into click's default_map for ``group``'s commands: each command's table, with the
+    top-level shared keys added to every command (at any depth) that has an option of that name."""
     if path is None:
         candidate = Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
         path = candidate if candidate.is_file() else None
     if path is None:
         return {}
     raw = _underscore_keys(read_config_file(path))
-    shared = {key: raw[key] for key in SHARED_KEYS if key in raw}
-    commands = {name: dict(value) for name, value in raw.items() if isinstance(value, dict)}
-    for name in ("chat", "train", "eval", "telegram", "export", "index"):
-        commands[name] = {**shared, **commands.get(name, {})}
-    commands["db"] = {"upgrade": {**shared, **commands.get("db", {}).get("upgrade", {})}}
-    return commands
+    return _command_defaults(group, {key: raw[key] for key in SHARED_KEYS if key in raw}, raw)
+
+
+def _command_defaults(group: click.Group, shared: dict[str, Any], tables: dict[str, Any]) -> dict[str, Any]:
+    """The default_map of ``group``: ``tables`` (its part of the config file) with, for each command found in the
+    group itself, the ``shared`` keys that command has an option for (a command's own table wins)."""
+    defaults = dict(tables)
+    for name, command in group.commands.items():
+        table = tables.get(name)
+        table = table if isinstance(table, dict) else {}
+        if isinstance(command, click.Group):
+            defaults[name] = _command_defaults(command, shared, table)
+        else:
+            options = {param.name for param in command.params}
+            defaults[name] = {**{key: value for key, value in shared.items() if key in options}, **table}
+    return defaults
 
 
 def _underscore_keys(table: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +152,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     """
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.default_map = _config_map(config_path)
+    ctx.default_map = _config_map(config_path, cli)
 
 
 def model_option(help_text: str = "Model directory written by `chatbot train`.") -> Callable[[FC], FC]:

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -451,3 +452,64 @@ def test_index_adds_a_reply_index_to_a_trained_model(
     assert "Source: retrieved from training conversation sample-4" in chat.output
     missing = runner.invoke(cli, ["index", "--model", str(model), str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    """Every command below ``group``, with the names that reach it."""
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+        else:
+            found.append(((*path, name), command))
+    return found
+
+
+def test_top_level_config_keys_reach_every_command_with_that_option(tmp_path: Path) -> None:
+    """Found from the commands themselves: a command added later gets the shared keys without a list to edit."""
+    from chatbot.cli import SHARED_KEYS, _config_map
+
+    config = tmp_path / "chatbot.toml"
+    config.write_text('db = "sqlite:///x.db"\nmodel = "models/m"\nthreads = 1\n[chat]\nuser = "me"\n')
+    defaults = _config_map(config, cli)
+    checked = 0
+    for path, command in _commands(cli):
+        table = defaults
+        for name in path:
+            table = table[name]
+        for param in command.params:
+            if param.name in SHARED_KEYS:
+                assert table[param.name] == {"db": "sqlite:///x.db", "model": "models/m", "threads": 1}[param.name]
+                checked += 1
+    assert checked >= 12  # chat, telegram, export, the four db commands (db), eval, export-model, index (model)...
+    assert defaults["chat"]["user"] == "me"  # a command's own table is kept
+
+
+def test_commands_use_the_configured_database_and_model(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path
+) -> None:
+    """With only a config file, every --db and --model command reads what it names (db stats, prune and block
+    once created the default database instead)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = tmp_path / "chatbot.toml"
+    config.write_text(f'db = "{db_url(tmp_path)}"\nmodel = "{model}"\n')
+
+    def run(*args: str, given: str | None = None) -> str:
+        result = runner.invoke(cli, ["--config", str(config), *args], input=given)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run("chat", given="hello\n")
+    assert json.loads(run("db", "stats"))["conversations"] == 1
+    assert json.loads(run("db", "prune", "--older-than", "0m", "--dry-run"))["conversations"] == 1
+    run("db", "block", "terminal:someone")
+    assert json.loads(run("db", "stats"))["blocked_users"] == 1
+    run("export", "--out", str(tmp_path / "out.jsonl"))
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    assert json.loads(run("export-model", "--out", str(tmp_path / "m.pt")))["model"] == str(model)
+    assert json.loads(run("eval", str(sample_path), "--limit", "4", "--replies", "0"))["model"] == str(model)
+    assert json.loads(run("index", str(sample_path)))["model"] == str(model)
+    assert not (tmp_path / "data").exists()  # the default database in the user data directory was never made
