@@ -153,19 +153,18 @@ class ResponseGenerator:
         tokenizer, limit = bundle.tokenizer, self.context.max_target_tokens
         retrieved = self._retrieve(messages, config)
         retrieved_ids = [[tokenizer.encode(each.text) for each in found] for found in retrieved]
+        usable = [pool([], *each, limit, config.min_length) for each in zip(retrieved, retrieved_ids, strict=True)]
         # Retrieved alone still searches for a context that retrieves nothing it can use.
-        searched = [
-            i
-            for i, (found, ids) in enumerate(zip(retrieved, retrieved_ids, strict=True))
-            if config.candidates != "retrieved" or not pool([], found, ids, limit, config.min_length)
-        ]
+        searched = [i for i, found in enumerate(usable) if config.candidates != "retrieved" or not found]
         neutral = tokenizer.encode(OTHER_TURN)  # a context that says nothing: MMI's language model
         with torch.inference_mode():
             hypotheses = self._search(rows, searched, config, neutral, draws)
             if config.candidates == GENERATED:
                 return [Choice(h[0].tokens, GENERATED, h[0].score, h[0].confidence) for h in hypotheses]
+            # A context that was not searched has the retrieved candidates alone: those pooled above.
             pools = [
-                pool(*each, limit, config.min_length) for each in zip(hypotheses, retrieved, retrieved_ids, strict=True)
+                pool(generated, retrieved[i], retrieved_ids[i], limit, config.min_length) if generated else usable[i]
+                for i, generated in enumerate(hypotheses)
             ]
             chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]

@@ -132,10 +132,10 @@ class ReplyIndex:
         words = list(dict.fromkeys(WORD.findall(message.lower())))[:MAX_QUERY_WORDS]
         if not words or limit < 1:
             return []
-        with self._lock:
-            query = self._query(words)
-            if query is None:
-                return []
+        query = self._query(words)
+        if query is None:
+            return []
+        with self._lock:  # the one connection
             rows = self._database.execute(
                 "SELECT rowid, bm25(keys) FROM keys WHERE keys MATCH ? ORDER BY bm25(keys) LIMIT ?", (query, limit)
             ).fetchall()
