@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -184,24 +184,83 @@ class DecodeConfig:
     BM25 score over the best of its context's; candidates.py).
     """
 
-    max_length: int = 32
-    min_length: int = 1
-    strategy: str = "greedy"
-    beam_size: int = 5
-    length_penalty: float = 0.6
-    n_best: int = 1
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    block_ngram: int = 3
-    block_context_ngram: int = 0
-    block_repeat: bool = True
-    mmi_weight: float = 0.0
-    mmi_prefix: int = 5
-    min_confidence: float = 0.0
-    candidates: str = "generated"
-    retrieved: int = 10
-    retrieval_weight: float = 0.0
+    max_length: int = field(default=32, metadata={"help": "Longest reply, in pieces."})
+    min_length: int = field(
+        default=1,
+        metadata={"help": "Shortest reply, in pieces (retrieved candidates shorter than this are dropped too)."},
+    )
+    strategy: str = field(
+        default="greedy",
+        metadata={"help": "greedy, beam (batched beam search) or sample (temperature, top-k, top-p)."},
+    )
+    beam_size: int = field(default=5, metadata={"help": "Partial replies kept per step by beam search."})
+    length_penalty: float = field(
+        default=0.6,
+        metadata={"help": "Beam search ranks by log-probability / ((5+length)/6)**this (0: raw; higher: longer)."},
+    )
+    n_best: int = field(
+        default=1,
+        metadata={"help": "Candidate replies kept per context (beam: at most --beam-size); the best is used."},
+    )
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling: below 1 sharper, above 1 flatter than the model's distribution."},
+    )
+    top_k: int = field(default=0, metadata={"help": "Sampling: draw only from the K likeliest pieces (0: all)."})
+    top_p: float = field(
+        default=1.0,
+        metadata={
+            "help": "Sampling: draw only from the likeliest pieces whose probabilities add up to this (nucleus)."
+        },
+    )
+    block_ngram: int = field(
+        default=3,
+        metadata={"help": "Never repeat an n-gram of this many pieces within a reply (0: off)."},
+    )
+    block_context_ngram: int = field(
+        default=0,
+        metadata={"help": "Never copy an n-gram of this many pieces from the context (0: off)."},
+    )
+    block_repeat: bool = field(
+        default=True,
+        metadata={"help": "Never say a stretch of pieces twice in a row, or one piece three times (true/false)."},
+    )
+    mmi_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Rerank the n-best replies by MMI anti-LM with this weight, against generic "
+            "replies (0: off; try 0.3 with --strategy beam --n-best 5)."
+        },
+    )
+    mmi_prefix: int = field(
+        default=5,
+        metadata={"help": "MMI penalises the context-free likelihood of this many first pieces of a reply."},
+    )
+    min_confidence: float = field(
+        default=0.0,
+        metadata={
+            "help": "Below this per-piece geometric-mean probability the bot says it is unsure instead (0: off)."
+        },
+    )
+    candidates: str = field(
+        default="generated",
+        metadata={
+            "help": "What the reply is chosen from: generated (the search's best), retrieved "
+            "(training replies to the closest training messages, from the model's reply "
+            "index) or both; unless generated, the model rescores every candidate against "
+            "the context (--mmi-weight, --length-penalty) and sends the best."
+        },
+    )
+    retrieved: int = field(
+        default=10, metadata={"help": "How many training replies the reply index retrieves as candidates."}
+    )
+    retrieval_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Candidates: add this times a retrieved reply's relevance (its BM25 score over "
+            "the best retrieved one's, 0 for a generated reply) to its score."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.candidates not in CANDIDATE_SOURCES:
@@ -228,7 +287,7 @@ T = TypeVar("T")
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Build the dataclass ``cls`` from a dict, ignoring unknown keys so older code reads newer files kindly."""
-    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{key: value for key, value in values.items() if key in names})
 
 

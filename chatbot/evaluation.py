@@ -7,11 +7,13 @@ one for its end. The NLL is the same whatever the tokenizer, so models with diff
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -133,3 +135,49 @@ def generated_reply_quality(
         seconds.append(time.perf_counter() - started)
         references.append(tokenizer.decode_clean(pair.target))
     return measure(replies, references, seconds)
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``chatbot eval`` measures: the ``split`` pairs of ``sources`` (the first ``limit``, 0: all), scored
+    ``batch_size`` at a time, and replies generated for the first ``replies`` of them with draws seeded by
+    ``seed``."""
+
+    sources: tuple[str, ...]
+    split: str
+    limit: int
+    batch_size: int
+    replies: int
+    seed: int
+
+
+def evaluate_model_dir(
+    model_dir: Path, decode: DecodeConfig, quantize: bool, request: EvaluationRequest
+) -> dict[str, Any]:
+    """The perplexity of the model in ``model_dir`` and, unless ``request.replies`` is 0, the quality of the
+    replies it generates with ``decode``, as ``chatbot eval`` prints them (JSON-ready)."""
+    from chatbot.generation import ResponseGenerator
+
+    generator = ResponseGenerator(model_dir, decode, quantize)
+    bundle = generator.load()
+    pairs = held_out_pairs(bundle, request.sources, request.split, request.limit)
+    result: dict[str, Any] = {"model": str(model_dir), "split": request.split, "quantized": quantize}
+    result.update(dataclasses.asdict(perplexity(bundle.model, bundle.tokenizer, pairs, request.batch_size)))
+    if request.replies:
+        quality = generated_reply_quality(generator, pairs[: request.replies], decode, request.seed)
+        result["replies"] = {**dataclasses.asdict(quality), "decode": dataclasses.asdict(decode)}
+    return result
+
+
+def side_by_side(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """A plain-text table of the numeric metrics of two ``evaluate_model_dir`` results."""
+
+    def numbers(result: dict[str, Any]) -> dict[str, float]:
+        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        flat.update({k: v for k, v in result.get("replies", {}).items() if isinstance(v, (int, float))})
+        return flat
+
+    left, right = numbers(first), numbers(second)
+    lines = [f"{'metric':<20} {'model':>14} {'compare':>14}"]
+    lines += [f"{name:<20} {left[name]:>14.4g} {right.get(name, float('nan')):>14.4g}" for name in left]
+    return "\n".join(lines)

@@ -344,7 +344,7 @@ def test_decoding_flags_override_what_the_model_stores(
 ) -> None:
     import shutil
 
-    from chatbot.cli import _decode_config
+    from chatbot.cli.wiring import decode_config
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -352,9 +352,9 @@ def test_decoding_flags_override_what_the_model_stores(
     config["decode"] = {"strategy": "beam", "beam_size": 4, "max_length": 20}
     (model / "config.json").write_text(json.dumps(config))
     empty = {"strategy": None, "beam_size": None, "max_length": None, "block_ngram": None}
-    stored = _decode_config(model, dict(empty))
+    stored = decode_config(model, dict(empty))
     assert (stored.strategy, stored.beam_size, stored.max_length, stored.block_ngram) == ("beam", 4, 20, 3)
-    given = _decode_config(model, {**empty, "beam_size": 2, "block_ngram": 0})
+    given = decode_config(model, {**empty, "beam_size": 2, "block_ngram": 0})
     assert (given.strategy, given.beam_size, given.block_ngram) == ("beam", 2, 0)
 
     chat = ["chat", "--model", str(model), "--db", db_url(tmp_path)]
@@ -467,11 +467,11 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tupl
 
 def test_top_level_config_keys_reach_every_command_with_that_option(tmp_path: Path) -> None:
     """Found from the commands themselves: a command added later gets the shared keys without a list to edit."""
-    from chatbot.cli import SHARED_KEYS, _config_map
+    from chatbot.cli.config_file import SHARED_KEYS, config_map
 
     config = tmp_path / "chatbot.toml"
     config.write_text('db = "sqlite:///x.db"\nmodel = "models/m"\nthreads = 1\n[chat]\nuser = "me"\n')
-    defaults = _config_map(config, cli)
+    defaults = config_map(config, cli)
     checked = 0
     for path, command in _commands(cli):
         table = defaults
@@ -486,23 +486,29 @@ def test_top_level_config_keys_reach_every_command_with_that_option(tmp_path: Pa
 
 
 def test_commands_use_the_configured_database_and_model(
-    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With only a config file, every --db and --model command reads what it names (db stats, prune and block
-    once created the default database instead)."""
+    once created the default database instead). Every such command in the tree must be run here."""
+    import importlib
     import shutil
+
+    import chatbot.channels.telegram
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     config = tmp_path / "chatbot.toml"
     config.write_text(f'db = "{db_url(tmp_path)}"\nmodel = "{model}"\n')
+    ran: set[tuple[str, ...]] = set()
 
     def run(*args: str, given: str | None = None) -> str:
         result = runner.invoke(cli, ["--config", str(config), *args], input=given)
         assert result.exit_code == 0, result.output
-        return result.stdout
+        ran.add(args[:2] if args[0] == "db" else args[:1])
+        return result.stdout + result.stderr
 
     run("chat", given="hello\n")
+    assert str(tmp_path) in run("db", "upgrade")
     assert json.loads(run("db", "stats"))["conversations"] == 1
     assert json.loads(run("db", "prune", "--older-than", "0m", "--dry-run"))["conversations"] == 1
     run("db", "block", "terminal:someone")
@@ -512,4 +518,12 @@ def test_commands_use_the_configured_database_and_model(
     assert json.loads(run("export-model", "--out", str(tmp_path / "m.pt")))["model"] == str(model)
     assert json.loads(run("eval", str(sample_path), "--limit", "4", "--replies", "0"))["model"] == str(model)
     assert json.loads(run("index", str(sample_path)))["model"] == str(model)
+    built: list[tuple[object, object]] = []  # telegram: which model and database the bot is built on
+    command_module = importlib.import_module("chatbot.cli.telegram")  # chatbot.cli.telegram names the command
+    monkeypatch.setattr(command_module, "build_manager", lambda model, db, *rest: built.append((model, db)))
+    monkeypatch.setattr(chatbot.channels.telegram, "run_telegram", lambda *args: None)
+    run("telegram", "--token", "1:x")
+    assert built == [(model, db_url(tmp_path))]
     assert not (tmp_path / "data").exists()  # the default database in the user data directory was never made
+    with_options = {path for path, command in _commands(cli) if {"db", "model"} & {p.name for p in command.params}}
+    assert with_options <= ran, f"add these commands to this test: {sorted(with_options - ran)}"

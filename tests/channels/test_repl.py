@@ -13,7 +13,7 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from chatbot.channels.repl import run_interactive, run_piped
-from chatbot.cli import reply_printer
+from chatbot.cli.chat import reply_printer
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from tests.database import ScratchDatabase

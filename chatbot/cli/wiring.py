@@ -1,0 +1,99 @@
+"""Wiring: where the commands find the shipped model and the default database, and how they build the dialogue
+manager (model, database, locks, micro-batching) from their flags. The only place objects are put together."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import platformdirs
+
+from chatbot.cli.config_file import APP_NAME
+
+if TYPE_CHECKING:
+    from chatbot.config import DecodeConfig
+    from chatbot.dialogue.manager import DialogueManager
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def default_model_dir() -> Path:
+    """The shipped model: inside an installed wheel, or in data/default-model of this checkout."""
+    installed = PACKAGE_DIR / "default_model"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "data" / "default-model"
+
+
+def default_db_url() -> str:
+    from chatbot.storage.engine import default_database_url
+
+    return default_database_url(Path(platformdirs.user_data_dir(APP_NAME)))
+
+
+def decode_config(model_dir: Path, options: dict[str, Any]) -> DecodeConfig:
+    """The model's stored DecodeConfig with the decode flags that were given (popped from ``options``) applied."""
+    from chatbot.config import DecodeConfig, from_dict
+    from chatbot.training import checkpoint
+
+    given = {f.name: options.pop(f.name, None) for f in dataclasses.fields(DecodeConfig)}
+    stored = checkpoint.read_config(model_dir).get("decode", {})
+    return from_dict(DecodeConfig, {**stored, **{k: v for k, v in given.items() if v is not None}})
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def session_timeout(text: str) -> timedelta | None:
+    """``--session-timeout``: a duration, or None for 0, off or never."""
+    from chatbot.storage.maintenance import parse_duration
+
+    return None if text.strip() in ("0", "off", "never") else parse_duration(text)
+
+
+def report(line: str) -> None:
+    """Progress for the person running a command: stderr, so stdout stays machine-readable."""
+    click.echo(line, err=True)
+
+
+def build_manager(
+    model_dir: Path | None,
+    db_url: str | None,
+    decode: dict[str, Any],
+    quantize: bool,
+    idle_timeout: str,
+    batching: tuple[int, int, contextlib.ExitStack] | None = None,
+) -> DialogueManager:
+    """The DialogueManager over the model and the database, both checked before the first message; ``decode``
+    holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
+    the stack that stops what it starts), replies asked for at the same moment are generated together
+    (micro_batch.py), by the model in a process of its own (model_process.py)."""
+    from chatbot.dialogue.generator import Generator
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.generation import ResponseGenerator
+    from chatbot.micro_batch import MicroBatchGenerator
+    from chatbot.model_process import ModelProcess
+    from chatbot.storage.engine import open_database
+    from chatbot.storage.locking import conversation_lock
+    from chatbot.storage.store import sql_transaction
+
+    model_dir = model_dir or default_model_dir()
+    generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
+    sessions = open_database(db_url or default_db_url())
+    generator.load()
+    shared_lock = conversation_lock(sessions.kw["bind"])
+    answerer: Generator = generator
+    if batching is not None:
+        max_batch, threads, resources = batching
+        model_process = ModelProcess(model_dir, generator.decode_config, quantize, threads)
+        resources.callback(model_process.close)
+        batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
+        resources.callback(batcher.close)  # callbacks run last first: the batcher drains before the process stops
+        answerer = batcher
+    return DialogueManager(answerer, sql_transaction(sessions), session_timeout(idle_timeout), shared_lock=shared_lock)
