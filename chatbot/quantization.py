@@ -2,8 +2,8 @@
 
 PyTorch's dynamic quantization stores the weights of the RNN and linear layers as int8 and quantizes activations on
 the fly, per batch. Small-batch decoding is bound by how fast the weights stream from memory, so a quarter of the
-bytes makes replies 1.5–1.8× faster (BENCHMARKS.md, "Reply latency"), at a perplexity within a fraction of a percent of fp32
-(a test holds it there). The embeddings stay in fp32; training always uses the fp32 model.
+bytes makes replies 1.5–1.8× faster (BENCHMARKS.md, "Reply latency"), at a perplexity within a fraction of a
+percent of fp32 (a test holds it there). The embeddings stay in fp32; training always uses the fp32 model.
 """
 
 from __future__ import annotations
