@@ -49,6 +49,7 @@ from chatbot.micro_batch import MicroBatchGenerator
 from chatbot.model_process import ModelProcess
 from chatbot.storage.engine import open_database
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.channels.fake_bot_api import FakeBotApi
@@ -164,7 +165,7 @@ async def serve(generator: Generator, load: Load, model_pid: int | None = None) 
             await app.updater.stop()
             await app.stop()
         parent.send("stop")
-        sessions.kw["bind"].dispose()
+        engine_of(sessions).dispose()
     fake.join(timeout=10)
     return Served(len(latencies) / elapsed, latencies, {name: value / len(latencies) for name, value in cpu.items()})
 

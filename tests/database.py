@@ -8,8 +8,11 @@ import tempfile
 import weakref
 from pathlib import Path
 
+from chatbot.storage.contract import Clock, Transaction, utc_now
 from chatbot.storage.engine import open_database
-from chatbot.storage.store import Clock, StoredConversation, Transaction, sql_transaction, utc_now
+from chatbot.storage.records import StoredConversation
+from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 
 class ScratchDatabase:
@@ -20,7 +23,7 @@ class ScratchDatabase:
         self.sessions = open_database(f"sqlite:///{folder / 'chat.sqlite3'}")
         self.transaction: Transaction = sql_transaction(self.sessions, clock)
         # The folder goes with the engine, which lives as long as anything holds this database's transaction.
-        weakref.finalize(self.sessions.kw["bind"], shutil.rmtree, folder, True)
+        weakref.finalize(engine_of(self.sessions), shutil.rmtree, folder, True)
 
     def conversations(self) -> list[StoredConversation]:
         with self.transaction() as store:

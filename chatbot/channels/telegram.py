@@ -61,9 +61,10 @@ from telegram.request import BaseRequest, RequestData
 from chatbot.channels.aiohttp_request import TIMEOUT_SECONDS, AiohttpRequest
 from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES, PerChatOrder
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
-from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager, UnansweredMessage
+from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
 from chatbot.dialogue.types import Reply
 from chatbot.errors import ChatbotError
+from chatbot.storage.records import UnansweredMessage
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,7 +27,8 @@ def export(db: str | None, out: Path, who: str | None, since: str | None, until:
     train` reads, to retrain on the bot's own conversations."""
     from chatbot.storage.engine import open_database
     from chatbot.storage.export import export_conversations
-    from chatbot.storage.store import Selection, sql_transaction
+    from chatbot.storage.records import Selection
+    from chatbot.storage.store import sql_transaction
 
     channel, _, external_id = (who or "").partition(":")
     selection = Selection(channel or None, external_id or None, _moment(since, "--since"), _moment(until, "--until"))

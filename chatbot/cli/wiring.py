@@ -82,12 +82,13 @@ def build_manager(
     from chatbot.storage.engine import open_database
     from chatbot.storage.locking import conversation_lock
     from chatbot.storage.store import sql_transaction
+    from chatbot.storage.transactions import engine_of
 
     model_dir = model_dir or default_model_dir()
     generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
     sessions = open_database(db_url or default_db_url())
     generator.load()
-    shared_lock = conversation_lock(sessions.kw["bind"])
+    shared_lock = conversation_lock(engine_of(sessions))
     answerer: Generator = generator
     if batching is not None:
         max_batch, threads, resources = batching

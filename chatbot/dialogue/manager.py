@@ -32,19 +32,10 @@ from chatbot.dialogue.commands import Command, parse_command
 from chatbot.dialogue.generator import Generator
 from chatbot.dialogue.settings import COMMAND_FIELDS, DecodeSettings, SettingError, apply_command
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
+from chatbot.storage.contract import Clock, ConversationStore, Transaction, utc_now
 from chatbot.storage.locking import ConversationLock
-from chatbot.storage.maintenance import database_stats
-from chatbot.storage.store import (
-    Clock,
-    ConversationStore,
-    Provenance,
-    ProvenReply,
-    StoredUser,
-    Transaction,
-    run_transaction,
-    utc_now,
-)
-from chatbot.storage.store import UnansweredMessage as UnansweredMessage  # re-exported: what unanswered() returns
+from chatbot.storage.records import Provenance, ProvenReply, StoredUser, UnansweredMessage
+from chatbot.storage.transactions import run_transaction
 from chatbot.text.normalize import valid_unicode
 
 logger = logging.getLogger(__name__)
@@ -249,9 +240,7 @@ def _answer_command(store: ConversationStore, user: StoredUser, command: Command
     if command.name == "settings" or command.name in COMMAND_FIELDS:
         return _settings(store, user, command, generator.default_settings)
     if command.name == "stats":
-        return "\n".join(
-            f"{name}: {value}" for name, value in dataclasses.asdict(database_stats(store.session)).items()
-        )
+        return "\n".join(f"{name}: {value}" for name, value in dataclasses.asdict(store.stats()).items())
     if command.name == "model":
         return texts.MODEL_TEXT.format(model=generator.model_name, defaults=generator.default_settings.describe())
     return f"Unknown command /{command.name}. Try /help."

@@ -1,1 +1,2 @@
-"""Conversation storage: ORM models, the ConversationStore protocol with SQL and memory twins, engines."""
+"""Conversation storage: ORM models, the records and ConversationStore contract the dialogue manager reads and
+writes through, the SQL store, transactions, engines, migrations and maintenance."""

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.corpora.jsonl import write_jsonl
-from chatbot.storage.store import ConversationStore, Selection, StoredConversation, Transaction
+from chatbot.storage.records import Selection, StoredConversation
+from chatbot.storage.store import SqlStore, SqlTransaction
 
 
 def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
@@ -19,11 +20,11 @@ def conversation_record(conversation: StoredConversation) -> dict[str, Any]:
     }
 
 
-def export_conversations(transaction: Transaction, out: Path, selection: Selection | None = None) -> int:
+def export_conversations(transaction: SqlTransaction, out: Path, selection: Selection | None = None) -> int:
     """Write the stored conversations ``selection`` picks (default: all) to ``out`` (atomically); returns how many
     were written."""
 
-    def records(store: ConversationStore) -> Iterator[dict[str, Any]]:
+    def records(store: SqlStore) -> Iterator[dict[str, Any]]:
         for conversation in store.conversations(selection):
             yield conversation_record(conversation)
 

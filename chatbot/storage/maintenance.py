@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Delete, Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import ChatbotError
 from chatbot.storage import models
-from chatbot.storage.store import delete_conversations, messages_in
+from chatbot.storage.records import DatabaseStats
 
 DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -32,24 +32,8 @@ def parse_duration(text: str) -> timedelta:
     return int(match.group(1)) * UNITS[match.group(2)]
 
 
-@dataclass(frozen=True)
-class DatabaseStats:
-    """Counts of what is stored, and the time span of the messages (ISO 8601, or None when there are none)."""
-
-    conversations: int
-    open_conversations: int
-    users: int
-    blocked_users: int
-    inactive_users: int
-    messages: int
-    user_messages: int
-    bot_messages: int
-    conversations_per_channel: dict[str, int]
-    first_message_at: str | None
-    last_message_at: str | None
-
-
 def database_stats(session: Session) -> DatabaseStats:
+    """What ``session``'s database holds: conversations, users and messages counted, and the messages' time span."""
     conversation, message, user = models.Conversation, models.Message, models.User
     by_role = {
         role: count for role, count in session.execute(select(message.role, func.count()).group_by(message.role))
@@ -76,6 +60,35 @@ def database_stats(session: Session) -> DatabaseStats:
         first_message_at=first.isoformat() if first else None,
         last_message_at=last.isoformat() if last else None,
     )
+
+
+def message_count(conversation_ids: Select[Any]) -> Select[int]:
+    """The query counting the messages of the conversations ``conversation_ids`` (a query of ids) selects."""
+    return select(func.count()).where(models.Message.conversation_id.in_(conversation_ids))
+
+
+def messages_in(session: Session, conversation_ids: Select[Any]) -> int:
+    """How many messages the conversations ``conversation_ids`` (a query of ids) hold."""
+    return session.scalar(message_count(conversation_ids)) or 0
+
+
+def conversation_deletes(conversation_ids: Select[Any]) -> tuple[Delete, ...]:
+    """The DELETEs, to run in this order, of the conversations ``conversation_ids`` (a query of ids, run as a
+    subquery, never a list as large as the database) selects: those messages' provenance, their messages, then
+    the conversations. The query must select the same conversations once their messages are gone."""
+    message, provenance = models.Message, models.ReplyProvenance
+    theirs = select(message.id).where(message.conversation_id.in_(conversation_ids))
+    return (
+        delete(provenance).where(provenance.message_id.in_(theirs)),
+        delete(message).where(message.conversation_id.in_(conversation_ids)),
+        delete(models.Conversation).where(models.Conversation.id.in_(conversation_ids)),
+    )
+
+
+def delete_conversations(session: Session, conversation_ids: Select[Any]) -> None:
+    """Delete the conversations ``conversation_ids`` (a query of ids) selects, with their messages and provenance."""
+    for statement in conversation_deletes(conversation_ids):  # bulk deletes; no ORM objects of these rows are loaded
+        session.execute(statement, execution_options={"synchronize_session": False})
 
 
 @dataclass(frozen=True)

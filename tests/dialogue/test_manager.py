@@ -27,11 +27,11 @@ from chatbot.dialogue.manager import (
     UNANSWERED_LOCK_KEY,
     UNSURE_REPLY,
     DialogueManager,
-    UnansweredMessage,
 )
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.engine import open_database
+from chatbot.storage.records import UnansweredMessage
 from chatbot.storage.store import sql_transaction
 from tests.database import ScratchDatabase
 

@@ -30,6 +30,7 @@ from chatbot.storage import engine as storage_engine
 from chatbot.storage.engine import open_database
 from chatbot.storage.locking import conversation_lock
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 PASSWORD = "s3cret-pw"
 TERMINATE_WAIT_MS = 5000  # pg_terminate_backend waits this long at most for the backend to be gone
@@ -53,7 +54,7 @@ def _bot(url: str, shared_lock: bool = True) -> tuple[DialogueManager, HookedGen
     """The manager as ``chatbot telegram`` wires it (with the cross-process lock, unless told not to) over ``url``."""
     sessions = open_database(url)
     generator = HookedGenerator()
-    lock = conversation_lock(sessions.kw["bind"]) if shared_lock else None
+    lock = conversation_lock(engine_of(sessions)) if shared_lock else None
     return DialogueManager(generator, sql_transaction(sessions), shared_lock=lock), generator, sessions
 
 
@@ -88,7 +89,7 @@ def admin(postgres_server_url: str) -> Iterator[Engine]:
 def pg_bot(postgres_url: str) -> Iterator[tuple[DialogueManager, HookedGenerator, sessionmaker[Session]]]:
     bot = _bot(f"{postgres_url}&connect_timeout=5")
     yield bot
-    bot[2].kw["bind"].dispose()
+    engine_of(bot[2]).dispose()
 
 
 def _drop_connections(admin: Engine, database: str) -> int:
@@ -111,7 +112,7 @@ def test_a_connection_dropped_between_messages_is_replaced_and_no_turn_is_lost(
 ) -> None:
     manager, _, sessions = pg_bot
     assert manager.respond("telegram", "7", "one", message_id="1").text == "echo: one"
-    assert _drop_connections(admin, sessions.kw["bind"].url.database) >= 1  # the pooled ones
+    assert _drop_connections(admin, engine_of(sessions).url.database) >= 1  # the pooled ones
     assert manager.respond("telegram", "7", "two", message_id="2").text == "echo: two"
     assert _stored(sessions) == _exchange("one", "two")
 
@@ -165,7 +166,7 @@ def test_a_connection_dropped_mid_turn_is_retried_or_reported_and_the_redelivery
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     manager, generator, sessions = pg_bot
-    engine: Engine = sessions.kw["bind"]
+    engine: Engine = engine_of(sessions)
     manager.respond("telegram", "7", "one", message_id="1")
 
     def drop() -> None:
@@ -236,7 +237,7 @@ def test_a_restarted_postgres_is_a_one_line_error_while_down_and_serves_again_on
     restartable_server.ensure_postgres_running()  # same folder, same socket: the same URL
     assert manager.respond("telegram", "7", "two", message_id="2").text == "echo: two"
     assert _stored(sessions) == _exchange("one", "two")
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
 
 
 # SQLite: another process holds the write lock past the busy timeout
@@ -271,4 +272,4 @@ def test_a_locked_sqlite_file_during_respond_is_a_one_line_error_and_the_redeliv
         assert manager.respond("telegram", "7", "two", message_id="2").text == "echo: two"
     assert len(generator.calls) == calls + 1  # generated once, whether or not the failed try had generated
     assert _stored(sessions) == _exchange("one", "two")
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()

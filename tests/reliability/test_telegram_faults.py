@@ -36,6 +36,7 @@ from chatbot.storage import models
 from chatbot.storage.engine import open_database
 from chatbot.storage.locking import conversation_lock
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 from tests.channels.fake_bot_api import MAX_TEXT_UNITS, FakeBotApi, FakeBotApiThread, Fault, SentMessage, utf16_units
 from tests.database import ScratchDatabase
 
@@ -292,7 +293,7 @@ async def test_workers_started_together_answer_each_message_left_unanswered_once
     engines = [open_database(postgres_url) for _ in range(3)]
     generator = FailingEcho()
     managers = [
-        DialogueManager(generator, sql_transaction(sessions), shared_lock=conversation_lock(sessions.kw["bind"]))
+        DialogueManager(generator, sql_transaction(sessions), shared_lock=conversation_lock(engine_of(sessions)))
         for sessions in engines
     ]
     chats = [str(chat) for chat in range(21, 27)]
@@ -304,7 +305,7 @@ async def test_workers_started_together_answer_each_message_left_unanswered_once
                 await asyncio.gather(*(worker.post_init(worker) for worker in workers if worker.post_init))
     finally:
         for sessions in engines:
-            sessions.kw["bind"].dispose()
+            engine_of(sessions).dispose()
     assert sorted(replies(api).items()) == [(int(chat), [f"echo: hello from {chat}"]) for chat in chats]
 
 

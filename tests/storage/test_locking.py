@@ -12,6 +12,7 @@ from chatbot.dialogue.types import Role
 from chatbot.storage.engine import create_database_engine, open_database
 from chatbot.storage.locking import conversation_lock, lock_key
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 WORKER = """
 import sys, time
@@ -21,6 +22,7 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.storage.engine import open_database
 from chatbot.storage.locking import conversation_lock
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 class SlowEcho(EchoGenerator):
     def reply(self, history, settings):
@@ -29,7 +31,7 @@ class SlowEcho(EchoGenerator):
 
 url, name, locked, rendezvous = sys.argv[1], sys.argv[2], sys.argv[3] == "locked", Path(sys.argv[4])
 sessions = open_database(url)
-lock = conversation_lock(sessions.kw["bind"]) if locked else None
+lock = conversation_lock(engine_of(sessions)) if locked else None
 manager = DialogueManager(SlowEcho(history_turns=1), sql_transaction(sessions), shared_lock=lock)
 (rendezvous / f"{name}.ready").touch()
 deadline = time.monotonic() + 60
@@ -42,7 +44,7 @@ for n in range(4):
 
 
 def run_two_workers(url: str, locked: bool, rendezvous: Path) -> list[list[tuple[Role, str]]]:
-    open_database(url).kw["bind"].dispose()  # migrate once, before the workers race to
+    engine_of(open_database(url)).dispose()  # migrate once, before the workers race to
     mode = "locked" if locked else "unlocked"
     command = [sys.executable, "-c", WORKER, url]
     workers = [
@@ -59,7 +61,7 @@ def run_two_workers(url: str, locked: bool, rendezvous: Path) -> list[list[tuple
     sessions = open_database(url)
     with sql_transaction(sessions)() as store:
         turns = [[(turn.role, turn.text) for turn in c.turns] for c in store.conversations()]
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
     return turns
 
 

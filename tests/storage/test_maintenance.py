@@ -18,6 +18,7 @@ from chatbot.storage import models
 from chatbot.storage.engine import open_database
 from chatbot.storage.maintenance import parse_duration
 from chatbot.storage.store import sql_transaction
+from chatbot.storage.transactions import engine_of
 
 
 def fill(url: str) -> dict[str, int]:
@@ -45,7 +46,7 @@ def fill(url: str) -> dict[str, int]:
             .where(conversation.id == empty)
             .values(started_at=a_while_ago, last_activity_at=a_while_ago)
         )
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
     return {"old": old, "recent": recent, "empty": empty}
 
 

@@ -1,4 +1,4 @@
-"""ConversationStore on SQLite and a real Postgres: users, conversations, turns, delivery and provenance."""
+"""SqlStore on SQLite and a real Postgres: users, conversations, turns, delivery and provenance."""
 
 from __future__ import annotations
 
@@ -14,25 +14,19 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage import models
 from chatbot.storage.engine import open_database
-from chatbot.storage.store import (
-    ConversationStore,
-    Provenance,
-    ProvenReply,
-    Selection,
-    Transaction,
-    UnansweredMessage,
-    sql_transaction,
-)
+from chatbot.storage.records import EarlierMessage, Provenance, ProvenReply, Selection, UnansweredMessage
+from chatbot.storage.store import SqlStore, SqlTransaction, sql_transaction
+from chatbot.storage.transactions import engine_of
 
 
 @pytest.fixture
-def transaction(database_url: str) -> Iterator[Transaction]:
+def transaction(database_url: str) -> Iterator[SqlTransaction]:
     sessions = open_database(database_url)
     yield sql_transaction(sessions)
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
 
 
-def test_users_are_made_once_and_keep_name_settings_and_block(transaction: Transaction) -> None:
+def test_users_are_made_once_and_keep_name_settings_and_block(transaction: SqlTransaction) -> None:
     with transaction() as store:
         ann = store.user("telegram", "42", "Ann")
         assert (ann.blocked, ann.settings) == (False, {})
@@ -53,7 +47,7 @@ def test_users_are_made_once_and_keep_name_settings_and_block(transaction: Trans
     assert names == {"42": "Ann B.", "99": None}
 
 
-def test_conversation_lifecycle(transaction: Transaction) -> None:
+def test_conversation_lifecycle(transaction: SqlTransaction) -> None:
     with transaction() as store:
         user = store.user("telegram", "42").id
         first = store.current_conversation(user)
@@ -78,7 +72,7 @@ def test_conversation_lifecycle(transaction: Transaction) -> None:
     ]
 
 
-def test_a_failed_transaction_writes_nothing(transaction: Transaction) -> None:
+def test_a_failed_transaction_writes_nothing(transaction: SqlTransaction) -> None:
     with pytest.raises(RuntimeError), transaction() as store:
         conversation = store.current_conversation(store.user("terminal", "x").id)
         store.add_turn(conversation, Turn(Role.USER, "lost"))
@@ -88,7 +82,7 @@ def test_a_failed_transaction_writes_nothing(transaction: Transaction) -> None:
         assert store.session.scalar(select(func.count()).select_from(models.User)) == 0
 
 
-def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transaction: Transaction) -> None:
+def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transaction: SqlTransaction) -> None:
     provenance = Provenance("tiny@0123456789ab", {"strategy": "beam", "beam_size": 5}, 0.25, 12.5)
     with transaction() as store:
         user = store.user("telegram", "5").id
@@ -110,8 +104,6 @@ def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transact
 
 
 def _earlier(conversation: int, asked: int, reply: int | None, text: str | None, delivered: bool) -> object:
-    from chatbot.storage.store import EarlierMessage
-
     return EarlierMessage(conversation, asked, reply, text, delivered)
 
 
@@ -124,12 +116,12 @@ def test_unanswered_lists_one_channels_recent_messages_that_no_delivered_reply_f
     transaction = sql_transaction(sessions, lambda: clock[0])
 
     def asked(
-        store: ConversationStore, external_id: str, text: str, message_id: str | None = "7", channel: str = "telegram"
+        store: SqlStore, external_id: str, text: str, message_id: str | None = "7", channel: str = "telegram"
     ) -> int:
         conversation = store.current_conversation(store.user(channel, external_id).id)
         return store.add_turn(conversation, Turn(Role.USER, text), channel_message_id=message_id)
 
-    def answered(store: ConversationStore, turn: int, delivered_as: str | None) -> None:
+    def answered(store: SqlStore, turn: int, delivered_as: str | None) -> None:
         (conversation,) = store.session.scalars(select(models.Message.conversation_id).where(models.Message.id == turn))
         reply = store.add_turn(conversation, Turn(Role.BOT, "a reply"), reply_to=turn)
         if delivered_as is not None:
@@ -162,7 +154,7 @@ def test_unanswered_lists_one_channels_recent_messages_that_no_delivered_reply_f
             "unsent",
         ]
         assert store.unanswered("telegram", now) == []
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
 
 
 def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
@@ -184,10 +176,10 @@ def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
         (Role.BOT, "echo: how are you?"),
     ]
     assert [tuple(row) for row in replies] == [("echo: hello", 1, "echo"), ("echo: how are you?", 3, "echo")]
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
 
 
-def test_last_activity_forget_and_one_users_conversations(transaction: Transaction) -> None:
+def test_last_activity_forget_and_one_users_conversations(transaction: SqlTransaction) -> None:
     with transaction() as store:
         me = store.user("telegram", "7").id
         mine = store.current_conversation(me)
@@ -267,7 +259,7 @@ def test_a_thousand_interleaved_conversations_never_cross(database_url: str) -> 
             f"{conversation.external_id} says 1",
             f"echo: {conversation.external_id} says 1",
         ]
-    sessions.kw["bind"].dispose()
+    engine_of(sessions).dispose()
 
 
 def test_no_free_pooled_connection_in_time_is_a_one_line_storage_error(tmp_path: Path) -> None:
