@@ -1,11 +1,12 @@
-"""Checkpoint: the model directory format, and the only code that writes or reads model weights.
+"""Checkpoint: the model directory format, and the only code that writes or reads a finished model's weights.
 
 A model directory holds ``config.json`` (format version, every config dataclass, and the SHA-256 of the weights and
 the tokenizer), ``model.pt`` (the weights), ``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever
 the trainer attaches (``metrics.jsonl``, ``training_curve.png``). It is written to a temporary sibling directory
 that then takes the old one's place in one step (on Linux the two are swapped with renameat2), so a crash, even a
 SIGKILL, leaves either the whole old model or the whole new one where a model is expected. Loading trusts nothing:
-a damaged, mismatched or too new directory is a one-line ModelError naming the file and what is wrong with it.
+a damaged, mismatched or too new directory is a one-line ModelError naming the file and what is wrong with it
+(training/untrusted.py). The weights of an unfinished run travel in its run state (training/run_state.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import ctypes
 import dataclasses
 import errno
 import hashlib
-import io
 import json
 import logging
 import os
@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import typing
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,8 @@ from chatbot.errors import ChatbotError, ModelError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.text.tokenizer import Tokenizer
+from chatbot.training import untrusted
+from chatbot.training.untrusted import one_line
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "model.pt", "tokenizer.model")
@@ -182,7 +183,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not even UTF-8
-        raise ModelError(f"{path} is unreadable ({_one_line(error)}); {HOW_TO_GET_ONE}") from error
+        raise ModelError(f"{path} is unreadable ({one_line(error)}); {HOW_TO_GET_ONE}") from error
     if not isinstance(config, dict):
         raise ModelError(f"{path} holds a JSON {_json_type(config)}, not an object; {HOW_TO_GET_ONE}")
     _check_version(directory, config.get("format_version"))
@@ -193,7 +194,7 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 def _check_version(directory: Path, version: object) -> None:
     if type(version) is not int:  # JSON true would pass as 1, to isinstance and to ==
-        found = _one_line(json.dumps(version))[:40]
+        found = one_line(json.dumps(version))[:40]
         raise ModelError(f"{directory / 'config.json'} has no valid format_version ({found}); {HOW_TO_GET_ONE}")
     if version > FORMAT_VERSION:
         raise ModelError(
@@ -218,7 +219,7 @@ def _check_section(path: Path, config: dict[str, Any], name: str, cls: type[Any]
     kinds = typing.get_type_hints(cls)
     problems = [f"{name}.{key} is missing" for key in fields if key not in values and _required(fields[key])]
     problems += [
-        f"{name}.{key} should be {kinds[key].__name__}, not {_one_line(json.dumps(value))[:40]}"
+        f"{name}.{key} should be {kinds[key].__name__}, not {one_line(json.dumps(value))[:40]}"
         for key, value in values.items()
         if key in fields and not _has_type(value, kinds[key])
     ]
@@ -290,11 +291,9 @@ def _read_weights(path: Path) -> tuple[bytes, dict[str, torch.Tensor]]:
     except OSError as error:
         raise ModelError(f"{path} cannot be read ({error.strerror})") from error
     try:
-        with warnings.catch_warnings():  # damaged bytes can make it warn (an odd pickle protocol) before it fails
-            warnings.simplefilter("ignore")
-            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        state = untrusted.load_torch(weights)
     except Exception as error:  # torch's zip reader and unpickler raise whatever damaged bytes provoke (struct.error)
-        raise ModelError(f"{path} is damaged or truncated ({_torch_reason(error)}); {HOW_TO_GET_ONE}") from error
+        raise ModelError(f"{path} is damaged or truncated ({untrusted.reason(error)}); {HOW_TO_GET_ONE}") from error
     if not isinstance(state, dict) or not all(
         isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in state.items()
     ):
@@ -314,7 +313,7 @@ def _check_fit(directory: Path, config: ModelConfig, state: dict[str, torch.Tens
         with torch.device("meta"):  # shapes without memory: a damaged config.json may describe a huge network
             expected = {name: tuple(tensor.shape) for name, tensor in Seq2Seq(config).state_dict().items()}
     except Exception as error:  # torch rejects impossible sizes with assorted errors (IndexError, AssertionError)
-        reason = _one_line(error)[:120]
+        reason = one_line(error)[:120]
         raise ModelError(f"{directory / 'config.json'} describes a network that cannot be built ({reason})") from error
     found = {name: tuple(tensor.shape) for name, tensor in state.items()}
     problems = [f"no {name}" for name in sorted(expected.keys() - found.keys())]
@@ -337,7 +336,7 @@ def _read_tokenizer(path: Path, config: TokenizerConfig) -> Tokenizer:
         return Tokenizer.load(path, config)
     except (OSError, RuntimeError, ValueError) as error:
         # sentencepiece's RuntimeError names its own source line, not the problem
-        reason = "not a sentencepiece model" if isinstance(error, RuntimeError) else _one_line(error)[:160]
+        reason = "not a sentencepiece model" if isinstance(error, RuntimeError) else one_line(error)[:160]
         raise ModelError(f"{path} is not a usable tokenizer ({reason}); {HOW_TO_GET_ONE}") from error
 
 
@@ -357,19 +356,6 @@ def _check_digests(directory: Path, recorded: object, contents: Mapping[str, byt
 
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())
-
-
-def _torch_reason(error: BaseException) -> str:
-    """The gist of torch.load's error, whose messages run to paragraphs of advice that does not apply here."""
-    text = _one_line(error)
-    _, marker, detail = text.partition("WeightsUnpickler error:")
-    if marker:  # its advice is to load with weights_only=False, which would run whatever the file holds
-        return "not a weights file: " + detail.split(" Check the documentation")[0].strip()[:120]
-    return text.split(". ")[0][:160] or "it ends too early"
 
 
 def _json_type(value: object) -> str:

@@ -44,7 +44,8 @@ from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
 from chatbot.training.distributed import World
 from chatbot.training.metrics_log import MetricsLog
-from chatbot.training.trainer import Trainer, TrainSummary, resolve_device
+from chatbot.training.run_state import RunState, TrainSummary
+from chatbot.training.trainer import Trainer, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -187,8 +188,8 @@ def _open_run(
     train_pairs: Sequence[Pair],
     tokenizer_config: TokenizerConfig,
     options: RunOptions,
-) -> tuple[Tokenizer, dict[str, Any] | None]:
-    """The tokenizer and, when resuming, the saved trainer state; a fresh run trains the tokenizer (on rank 0,
+) -> tuple[Tokenizer, RunState | None]:
+    """The tokenizer and, when resuming, the saved run state; a fresh run trains the tokenizer (on rank 0,
     shared with the other ranks) and starts ``partial``. An unfinished run is never discarded silently."""
     world = options.world
     if options.resume:
@@ -202,8 +203,8 @@ def _open_run(
     return tokenizer, None
 
 
-def _metrics_log(partial: Path, state: dict[str, Any] | None, options: RunOptions) -> MetricsLog:
-    history = state["summary"]["history"] if state is not None else ()
+def _metrics_log(partial: Path, state: RunState | None, options: RunOptions) -> MetricsLog:
+    history = state.progress.summary.history if state is not None else ()
     return MetricsLog(partial / "metrics.jsonl", history, options.tensorboard)
 
 

@@ -2,53 +2,29 @@
 
 ``OUT.partial/`` beside the model directory ``OUT`` holds ``run.json`` (the sources and every setting: a resumed
 run must be the same run), ``tokenizer.model``, ``metrics.jsonl`` (the history so far, line by line) and
-``state.pt`` (the trainer's state: weights, optimiser, schedules, RNG states, data position, and the SHA-256 of the
-tokenizer it was trained with). ``state.pt`` is replaced atomically (write a temporary file, then rename), so a kill
-at any moment leaves the previous state whole. The finished model directory is written, then ``OUT.partial`` is
-removed. A directory that cannot be continued exactly is a one-line ChatbotError that says to start over.
+``state.pt`` (the run state: training/run_state.py writes, reads and checks it, atomically). This module owns the
+directory: it starts one, and reopens one only for the same run (settings outside ``MAY_CHANGE`` equal, the
+tokenizer the state trained with). The finished model directory is written, then ``OUT.partial`` is removed. A
+directory that cannot be continued exactly is a one-line ChatbotError that says to start over.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import shutil
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import Any
 
 from chatbot.config import TokenizerConfig
 from chatbot.errors import ChatbotError
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training.trainer import STATE_FORMAT
+from chatbot.training import run_state
+from chatbot.training.run_state import START_OVER, RunState
 
 STATE, RUN, TOKENIZER = "state.pt", "run.json", "tokenizer.model"
 # Settings a resumed run may change: they extend or bound the run, or say where it runs, not what it computes.
 MAY_CHANGE = frozenset({"epochs", "max_steps", "time_budget_minutes", "patience", "device", "checkpoint_every"})
-# What Trainer.state writes and Trainer._restore reads (trainer.py); save_state adds the tokenizer's SHA-256.
-STATE_KEYS = frozenset(
-    {
-        "format",
-        "model",
-        "optimizer",
-        "schedule",
-        "scaler",
-        "best",
-        "stalled",
-        "window",
-        "summary",
-        "position",
-        "torch_rng",
-        "cuda_rng",
-    }
-)
-TOKENIZER_SHA256 = "tokenizer_sha256"
-T = TypeVar("T")
 
 
 def partial_dir(out: Path) -> Path:
@@ -69,17 +45,20 @@ def begin(directory: Path, run: dict[str, Any], tokenizer: Tokenizer) -> None:
     _write_atomically(directory / RUN, (json.dumps(run, indent=2) + "\n").encode())
 
 
-def reopen(directory: Path, run: dict[str, Any], tokenizer_config: TokenizerConfig) -> tuple[Tokenizer, dict[str, Any]]:
-    """The tokenizer and trainer state of the unfinished run in ``directory``, after checking that ``run`` (this
+def reopen(directory: Path, run: dict[str, Any], tokenizer_config: TokenizerConfig) -> tuple[Tokenizer, RunState]:
+    """The tokenizer and run state of the unfinished run in ``directory``, after checking that ``run`` (this
     invocation's settings) is the same run."""
     if not has_state(directory):
         raise ChatbotError(f"nothing to resume: {directory / STATE} does not exist (it is written at each validation)")
-    saved = _read(directory / RUN, lambda content: json.loads(content.decode("utf-8")))
-    tokenizer = _read(directory / TOKENIZER, lambda content: Tokenizer(content, tokenizer_config))
-    state = _read(directory / STATE, _load_state)
+    saved = run_state.read(directory / RUN, lambda content: json.loads(content.decode("utf-8")))
+    tokenizer = run_state.read(directory / TOKENIZER, lambda content: _tokenizer(content, tokenizer_config))
+    state = run_state.load(directory / STATE)
     if not isinstance(saved, dict):
-        raise ChatbotError(f"{directory / RUN} is damaged (not a JSON object); start over with --force")
-    _check_state(directory, state, tokenizer)
+        raise ChatbotError(f"{directory / RUN} is damaged (not a JSON object); {START_OVER}")
+    if not state.trained_with(tokenizer):
+        raise ChatbotError(
+            f"{directory / TOKENIZER} is not the tokenizer {directory / STATE} was trained with; {START_OVER}"
+        )
     changed = sorted(_differences(saved, run))
     if changed:
         raise ChatbotError(
@@ -89,54 +68,16 @@ def reopen(directory: Path, run: dict[str, Any], tokenizer_config: TokenizerConf
     return tokenizer, state
 
 
-def _read(path: Path, parse: Callable[[bytes], T]) -> T:
-    """What ``parse`` makes of the bytes of ``path``, or a ChatbotError saying the file is missing or damaged."""
+def _tokenizer(content: bytes, config: TokenizerConfig) -> Tokenizer:
     try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise ChatbotError(f"cannot resume from {path}: {error.strerror}; start over with --force") from error
-    try:
-        with warnings.catch_warnings():  # damaged bytes can make torch.load warn (an odd pickle protocol) first
-            warnings.simplefilter("ignore")
-            return parse(content)
-    except Exception as error:  # json, sentencepiece and torch.load raise whatever damaged bytes provoke
-        if isinstance(error, RuntimeError) and path.name == TOKENIZER:
-            reason = "not a sentencepiece model"  # sentencepiece's message names its own source line
-        else:  # torch's first sentence: the rest is advice that does not apply
-            reason = " ".join(str(error).split()).split(". ")[0][:160] or "it ends too early"
-        raise ChatbotError(f"{path} is damaged ({reason}); start over with --force") from error
+        return Tokenizer(content, config)
+    except RuntimeError as error:  # sentencepiece's message names its own source line, not the problem
+        raise ValueError("not a sentencepiece model") from error
 
 
-def _load_state(content: bytes) -> Any:
-    return torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
-
-
-def _check_state(directory: Path, state: object, tokenizer: Tokenizer) -> None:
-    """Check that ``state`` is a whole trainer state this chatbot can continue, trained with ``tokenizer``."""
-    where = f"{directory / STATE}"
-    if not isinstance(state, dict):
-        raise ChatbotError(f"{where} is damaged (it holds a {type(state).__name__}); start over with --force")
-    if state.get("format") != STATE_FORMAT:
-        raise ChatbotError(
-            f"{where} was saved by another version of chatbot (training state format {state.get('format')!r}, "
-            f"this one continues format {STATE_FORMAT}); start over with --force"
-        )
-    missing = sorted(STATE_KEYS - state.keys())
-    if missing:
-        raise ChatbotError(f"{where} is damaged (it has no {', '.join(missing)}); start over with --force")
-    recorded = state.get(TOKENIZER_SHA256)  # states saved before it was recorded have none
-    if recorded is not None and recorded != hashlib.sha256(tokenizer.model_proto).hexdigest():
-        raise ChatbotError(
-            f"{directory / TOKENIZER} is not the tokenizer {where} was trained with; start over with --force"
-        )
-
-
-def save_state(directory: Path, state: dict[str, Any]) -> None:
+def save_state(directory: Path, state: RunState) -> None:
     """Replace ``state.pt`` atomically: a kill leaves either the old state or the new one, never a torn file."""
-    temporary = directory / f".{STATE}.{os.getpid()}.tmp"
-    tokenizer_sha256 = hashlib.sha256((directory / TOKENIZER).read_bytes()).hexdigest()
-    torch.save({**state, TOKENIZER_SHA256: tokenizer_sha256}, temporary)
-    os.replace(temporary, directory / STATE)
+    run_state.save(directory / STATE, state)
 
 
 def finish(directory: Path) -> None:

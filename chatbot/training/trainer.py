@@ -3,13 +3,15 @@
 One step: a padded batch runs through the whole network at once (``Seq2Seq.forward``), the masked cross-entropy of
 its real target pieces (optionally label-smoothed) is averaged per piece, the gradient is clipped, and AdamW updates
 the weights at the rate the schedule sets. With scheduled sampling some decoder inputs are the model's own
-predictions (training/sampling.py). Validation runs every ``valid_every`` steps (or each epoch); the weights with
-the lowest validation loss are kept, and ``patience`` validations without improvement end the run.
+predictions (training/sampling.py).
 
-Everything a run depends on (weights, optimiser, schedules, loss scaler, RNG states, the position in the data, the
-history) is one ``state`` dict, handed to the ``save`` callback at every validation and every ``checkpoint_every``
-steps; ``fit(..., resume=state)`` continues from it exactly. Under torchrun the model is wrapped in DDP, each rank
-trains on its shard of every epoch's batches, and the ranks agree on every stop (training/distributed.py).
+``fit`` runs epochs; an epoch (``_run_epoch``) reads top to bottom: a step, then every ``valid_every`` steps (and at
+the end of the epoch, and at any stop) a validation that keeps the weights with the lowest loss, then at each
+validation and every ``checkpoint_every`` steps a checkpoint: the ``RunState`` (training/run_state.py: weights,
+optimiser, schedules, loss scaler, progress, position in the data, RNG states) handed to the ``save`` callback; then
+the stop, if any: ``max_steps``, the time budget, or ``patience`` validations without improvement.
+``fit(..., resume=state)`` continues from a saved state exactly. Under torchrun the model is wrapped in DDP, each
+rank trains on its shard of every epoch's batches, and the ranks agree on every stop (training/distributed.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,12 +38,21 @@ from chatbot.text.batching import Batch, EncodedPair, bucketed_batches
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import distributed
 from chatbot.training.distributed import World
+from chatbot.training.run_state import (
+    LossWindow,
+    Position,
+    Progress,
+    RunState,
+    StopReason,
+    TrainSummary,
+    tokenizer_digest,
+)
 from chatbot.training.sampling import mix_inputs, teacher_forcing_ratio
 from chatbot.training.schedule import LearningRateSchedule
 
 logger = logging.getLogger(__name__)
-STATE_FORMAT = 1
-Callback = Callable[[dict[str, Any]], None]
+SaveState = Callable[[RunState], None]
+RecordEntry = Callable[[dict[str, Any]], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,28 +75,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" or native_bf16 else None
 
 
-@dataclass
-class TrainSummary:
-    """What happened during training, written to the model directory's metrics."""
-
-    steps: int = 0
-    epochs: float = 0.0
-    seconds: float = 0.0
-    target_tokens: int = 0
-    best_valid_loss: float | None = None
-    stopped_by: str = "epochs"
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
-class Position:
-    """Where a run is in its data: the epoch, the next batch of this rank's share, and the batch-shuffling RNG's
-    state at the start of the epoch (so the epoch's batches can be rebuilt). ``stop`` is set once the run ended."""
+class _Fit:
+    """What one ``fit`` call validates on and reports to; fixed for the call."""
 
-    epoch: int = 0
-    batch: int = 0
-    epoch_rng: Any = None
-    stop: str = ""
+    valid_batches: Sequence[Batch]  # this rank's share: losses are summed over ranks
+    valid_words: int  # words of the validation replies (0: no validation data)
+    started: float  # time.monotonic() at which the run, counting the time before any resume, began
+    save: SaveState | None
+    record: RecordEntry | None
 
 
 class Trainer:
@@ -106,13 +104,12 @@ class Trainer:
         self.dtype = autocast_dtype(config.precision, self.device)
         # fp16 needs loss scaling so small gradients do not underflow; for bf16 and fp32 the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.summary = TrainSummary()
-        self._best_state = copy.deepcopy(model.state_dict())
-        self._stalled = 0  # validations since the last improvement
-        self._valid_words = 0  # words of the validation replies, counted once per fit
-        self._window = [0.0, 0]  # summed training loss and pieces since the last validation
-        self._save: Callback | None = None
-        self._record: Callback | None = None
+        # The one thing the loop changes besides the weights and optimiser: summary, best weights, patience, loss.
+        self.progress = Progress(TrainSummary(), copy.deepcopy(model.state_dict()))
+
+    @property
+    def summary(self) -> TrainSummary:
+        return self.progress.summary
 
     def step(self, batch: Batch, teacher_forcing: float = 1.0) -> tuple[float, int]:
         """One optimisation step; returns the mean (label-smoothed) loss per target piece and the piece count.
@@ -156,75 +153,79 @@ class Trainer:
         self,
         train: Sequence[EncodedPair],
         valid: Sequence[EncodedPair],
-        resume: dict[str, Any] | None = None,
-        save: Callback | None = None,
-        record: Callback | None = None,
+        resume: RunState | None = None,
+        save: SaveState | None = None,
+        record: RecordEntry | None = None,
     ) -> TrainSummary:
         """Train until the epochs, ``max_steps``, the time budget or the patience run out; leaves the best weights
         loaded. ``resume`` is a state an earlier ``save`` received; ``record`` receives each history entry."""
-        self._save, self._record = save, record
         rng = random.Random(self.config.seed)
-        valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
-        valid_batches = valid_batches[self.world.rank :: self.world.size]  # summed over ranks in _validation_nll
-        self._valid_words = reference_words(self.tokenizer, valid)
         position = self._restore(resume, rng) if resume is not None else Position()
-        started = time.monotonic() - self.summary.seconds
-        stop, first = (self._limits_reached() if resume is not None else ""), position.batch
-        for epoch in range(position.epoch, self.config.epochs):
-            if stop:
-                break
+        valid_batches = bucketed_batches(valid, self.config.batch_size, self.tokenizer, rng=None)
+        valid_share = valid_batches[self.world.rank :: self.world.size]  # summed over ranks in _validation_nll
+        started = time.monotonic() - self.summary.seconds  # a resumed run counts the time it trained before
+        fit = _Fit(valid_share, reference_words(self.tokenizer, valid), started, save, record)
+        # A resumed run may be over already, or have been given more epochs, steps, time or patience to go on.
+        stop = self._limits_reached() if resume is not None else None
+        epoch, first = position.epoch, position.batch
+        while stop is None and epoch < self.config.epochs:
             epoch_rng = rng.getstate()
             batches = bucketed_batches(train, self.config.batch_size, self.tokenizer, rng, self.config.batch_tokens)
             shard = distributed.shard(batches, self.world)
             self.schedule.set_horizon(self._last_step(len(shard)))
-            stop = self._run_epoch(Position(epoch, first, epoch_rng), shard, valid_batches, started)
-            first = 0
+            stop = self._run_epoch(Position(epoch, first, epoch_rng), shard, fit)
+            epoch, first = epoch + 1, 0
         self.summary.stopped_by = stop or "epochs"
-        self.model.load_state_dict(self._best_state)
+        self.model.load_state_dict(self.progress.best)
         self._check_ranks_agree()
         return self.summary
 
-    def _run_epoch(
-        self, position: Position, batches: Sequence[Batch], valid_batches: Sequence[Batch], started: float
-    ) -> str:
-        """Train on this rank's batches of one epoch from ``position.batch``; returns why training must stop, or ""
-        to go on."""
-        progress = tqdm(
-            range(position.batch, len(batches)),
+    def _run_epoch(self, position: Position, batches: Sequence[Batch], fit: _Fit) -> StopReason | None:
+        """Train on this rank's batches of one epoch from ``position.batch``; returns why training must stop, or
+        None when the epoch ended and the run goes on."""
+        progress_bar = self._progress_bar(position, len(batches))
+        for index in progress_bar:
+            out_of_time = self._train_step(batches[index], position.epoch + (index + 1) / len(batches), fit.started)
+            progress_bar.set_postfix(self._progress_fields(self.summary.tokens_per_second), refresh=False)
+            stop = self._stop_reason(out_of_time)
+            validate = stop is not None or index + 1 == len(batches) or self._due(self.config.valid_every)
+            if validate:
+                stop = self._validate(fit) or stop  # always runs at a stop: the last weights count
+            if validate or self._due(self.config.checkpoint_every):
+                self._save_state(Position(position.epoch, index + 1, position.epoch_rng, stop), fit.save)
+            if stop is not None:
+                return stop
+        return None
+
+    def _train_step(self, batch: Batch, epochs: float, started: float) -> bool:
+        """One step, its loss and target pieces summed over ranks into the progress; returns whether any rank ran
+        past the time budget (any rank's clock stops them all)."""
+        loss, local_pieces = self.step(batch, self._teacher_forcing())
+        loss_sum, all_pieces, late = distributed.all_sum(
+            [loss * local_pieces, local_pieces, self._out_of_time(started)], self.world
+        )
+        pieces = int(all_pieces)
+        self.progress.window.add(loss_sum, pieces)
+        summary = self.summary
+        summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
+        summary.epochs, summary.seconds = epochs, time.monotonic() - started
+        return late > 0
+
+    def _progress_bar(self, position: Position, total: int) -> tqdm[int]:
+        return tqdm(
+            range(position.batch, total),
             initial=position.batch,
-            total=len(batches),
+            total=total,
             desc=f"epoch {position.epoch + 1}/{self.config.epochs}",
             unit="batch",
             disable=None if self.world.is_main else True,
             leave=False,
         )
-        summary = self.summary
-        for index in progress:
-            loss, local_pieces = self.step(batches[index], self._teacher_forcing())
-            loss_sum, all_pieces, late = distributed.all_sum(
-                [loss * local_pieces, local_pieces, self._out_of_time(started)], self.world
-            )
-            pieces = int(all_pieces)
-            self._window = [self._window[0] + loss_sum, self._window[1] + pieces]
-            summary.steps, summary.target_tokens = summary.steps + 1, summary.target_tokens + pieces
-            summary.epochs = position.epoch + (index + 1) / len(batches)
-            summary.seconds = time.monotonic() - started
-            speed = summary.target_tokens / max(summary.seconds, 1e-9)
-            progress.set_postfix(self._progress_fields(speed), refresh=False)
-            stop = self._stop_reason(late > 0)
-            validate = bool(stop) or index + 1 == len(batches) or self._due(self.config.valid_every)
-            if validate:
-                stop = self._checkpoint(valid_batches) or stop  # always runs at a stop: the last weights count
-            if validate or self._due(self.config.checkpoint_every):
-                self._save_state(Position(position.epoch, index + 1, position.epoch_rng, stop))
-            if stop:
-                return stop
-        return ""
 
     def _progress_fields(self, tokens_per_second: float) -> dict[str, str]:
         """The progress bar's postfix: training loss and perplexity since the last validation, the last validation
         word perplexity, and target tokens per second (tqdm adds the ETA for the epoch)."""
-        loss = self._window[0] / max(self._window[1], 1)
+        loss = self.progress.window.mean
         fields = {"loss": f"{loss:.3f}", "ppl": f"{math.exp(min(loss, 50.0)):.1f}"}
         last = next((entry for entry in reversed(self.summary.history) if "valid_word_ppl" in entry), None)
         if last is not None:  # looked up from the end: every step asks, and history only grows
@@ -232,21 +233,21 @@ class Trainer:
         fields["tok/s"] = f"{tokens_per_second:.0f}"
         return fields
 
-    def _checkpoint(self, valid_batches: Sequence[Batch]) -> str:
+    def _validate(self, fit: _Fit) -> StopReason | None:
         """Validate, keep the best weights, adapt the schedule; returns "early_stopping" when patience ran out."""
-        valid_loss = self._add_history(valid_batches)
-        best = self.summary.best_valid_loss
-        improved = valid_loss is None or best is None or valid_loss < best
-        if improved:
-            self.summary.best_valid_loss = valid_loss if valid_loss is not None else best
-            self._best_state, self._stalled = copy.deepcopy(self.model.state_dict()), 0
+        valid_loss = self._add_history(fit)
+        progress = self.progress
+        best = progress.summary.best_valid_loss
+        if valid_loss is None or best is None or valid_loss < best:
+            progress.summary.best_valid_loss = valid_loss if valid_loss is not None else best
+            progress.best, progress.stalled = copy.deepcopy(self.model.state_dict()), 0
         else:
-            self._stalled += 1
+            progress.stalled += 1
         if valid_loss is not None:
             self.schedule.after_validation(valid_loss)
-        return "early_stopping" if self.config.patience and self._stalled >= self.config.patience else ""
+        return "early_stopping" if self._out_of_patience() else None
 
-    def _add_history(self, valid_batches: Sequence[Batch]) -> float | None:
+    def _add_history(self, fit: _Fit) -> float | None:
         """Append a history entry, with the validation loss when there is validation data (which it returns).
 
         Without validation data every checkpoint counts as the best, so the final weights are kept: training loss
@@ -256,33 +257,44 @@ class Trainer:
         entry: dict[str, Any] = {
             "step": summary.steps,
             "epoch": round(summary.epochs, 3),
-            "train_loss": round(self._window[0] / max(self._window[1], 1), 4),
+            "train_loss": round(self.progress.window.mean, 4),
             "learning_rate": self.schedule.learning_rate,
-            "target_tokens_per_second": round(summary.target_tokens / max(summary.seconds, 1e-9), 1),
+            "target_tokens_per_second": round(summary.tokens_per_second, 1),
         }
-        self._window = [0.0, 0]
+        self.progress.window = LossWindow()
         valid_loss = None
-        if self._valid_words:
-            total, pieces = self._validation_nll(valid_batches)
+        if fit.valid_words:
+            total, pieces = self._validation_nll(fit.valid_batches)
             valid_loss = total / max(pieces, 1)
             entry.update(
                 valid_loss=round(valid_loss, 4),
                 valid_token_ppl=round(math.exp(min(valid_loss, 50.0)), 2),
-                valid_word_ppl=round(math.exp(min(total / self._valid_words, 50.0)), 2),
+                valid_word_ppl=round(math.exp(min(total / fit.valid_words, 50.0)), 2),
             )
         if self.config.scheduled_sampling != "off":
             entry["teacher_forcing"] = round(self._teacher_forcing(), 4)
         summary.history.append(entry)
         if self.world.is_main:
             logger.info("validation: %s" if valid_loss is not None else "progress (no validation data): %s", entry)
-            if self._record is not None:
-                self._record(entry)
+            if fit.record is not None:
+                fit.record(entry)
         return valid_loss
 
-    def _stop_reason(self, out_of_time: bool) -> str:
+    def _stop_reason(self, out_of_time: bool) -> StopReason | None:
+        """Why the run stops after the step just taken, by the step limit or the clock (patience is checked at
+        validations)."""
         if self.config.max_steps and self.summary.steps >= self.config.max_steps:
             return "max_steps"
-        return "time_budget" if out_of_time else ""
+        return "time_budget" if out_of_time else None
+
+    def _limits_reached(self) -> StopReason | None:
+        """Why a restored run is already over under this run's limits, if it is."""
+        budget = 60 * self.config.time_budget_minutes
+        stop = self._stop_reason(bool(budget) and self.summary.seconds >= budget)
+        return "early_stopping" if stop is None and self._out_of_patience() else stop
+
+    def _out_of_patience(self) -> bool:
+        return bool(self.config.patience) and self.progress.stalled >= self.config.patience
 
     def _teacher_forcing(self) -> float:
         """The scheduled-sampling ratio for the step about to run (1.0 when scheduled sampling is off)."""
@@ -296,17 +308,8 @@ class Trainer:
         planned = self.config.epochs * steps_per_epoch
         return min(planned, self.config.max_steps) if self.config.max_steps else planned
 
-    def _limits_reached(self) -> str:
-        """Why a restored run is already over under this run's limits ("" if it goes on: a resumed run may have
-        been given more epochs, steps, time or patience than the one that saved it)."""
-        budget = 60 * self.config.time_budget_minutes
-        stop = self._stop_reason(bool(budget) and self.summary.seconds >= budget)
-        if not stop and self.config.patience and self._stalled >= self.config.patience:
-            stop = "early_stopping"
-        return stop
-
     def _out_of_time(self, started: float) -> float:
-        """1.0 when this rank ran past the time budget (summed over ranks: any rank's clock stops them all)."""
+        """1.0 when this rank ran past the time budget (a float, to be summed over ranks with the loss)."""
         budget = 60 * self.config.time_budget_minutes
         return float(bool(budget) and time.monotonic() - started >= budget)
 
@@ -318,48 +321,41 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def state(self, position: Position) -> dict[str, Any]:
-        """Everything needed to continue this run from ``position`` and end with the same weights."""
+    def run_state(self, position: Position) -> RunState:
+        """Everything needed to continue this run from ``position`` and end with the same weights (the weights and
+        optimiser state are the live tensors: save it before training goes on)."""
         cuda = self.device.type == "cuda"
-        return {
-            "format": STATE_FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "best": self._best_state,
-            "stalled": self._stalled,
-            "window": list(self._window),
-            "summary": asdict(self.summary),
-            "position": asdict(position),
+        return RunState(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(),
+            scaler=self.scaler.state_dict(),
+            progress=self.progress.snapshot(),
+            position=position,
             # Dropout draws from each rank's own torch generator; they are gathered so each rank gets its own back.
-            "torch_rng": distributed.gather(torch.get_rng_state(), self.world),
-            "cuda_rng": distributed.gather(torch.cuda.get_rng_state(self.device), self.world) if cuda else None,
-        }
+            torch_rng=distributed.gather(torch.get_rng_state(), self.world),
+            cuda_rng=distributed.gather(torch.cuda.get_rng_state(self.device), self.world) if cuda else None,
+            tokenizer_sha256=tokenizer_digest(self.tokenizer),
+        )
 
-    def _save_state(self, position: Position) -> None:
-        state = self.state(position)  # a collective under DDP: every rank builds it, rank 0 hands it on
-        if self._save is not None and self.world.is_main:
-            self._save(state)
+    def _save_state(self, position: Position, save: SaveState | None) -> None:
+        state = self.run_state(position)  # a collective under DDP: every rank builds it, rank 0 hands it on
+        if save is not None and self.world.is_main:
+            save(state)
 
-    def _restore(self, state: dict[str, Any], rng: random.Random) -> Position:
-        """Load a saved state into the model, optimiser, schedules and RNGs; returns where to continue."""
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"training state format {state.get('format')!r}, expected {STATE_FORMAT}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
-        self._best_state, self._stalled = state["best"], int(state["stalled"])
-        self._window = [float(state["window"][0]), int(state["window"][1])]
-        self.summary = TrainSummary(**state["summary"])
-        position = Position(**state["position"])
-        rng.setstate(_as_tuple(position.epoch_rng))
-        rank = self.world.rank if len(state["torch_rng"]) == self.world.size else 0
-        torch.set_rng_state(state["torch_rng"][rank])
-        if self.device.type == "cuda" and state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"][rank], self.device)
-        return position
+    def _restore(self, state: RunState, rng: random.Random) -> Position:
+        """Load a saved state into the model, optimiser, schedules, progress and RNGs; returns where to continue."""
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.schedule.load_state_dict(state.schedule)
+        self.scaler.load_state_dict(state.scaler)
+        self.progress = copy.deepcopy(state.progress)  # the caller's state stays as it was saved
+        rng.setstate(state.position.epoch_rng)
+        rank = self.world.rank if len(state.torch_rng) == self.world.size else 0
+        torch.set_rng_state(state.torch_rng[rank])
+        if self.device.type == "cuda" and state.cuda_rng is not None:
+            torch.cuda.set_rng_state(state.cuda_rng[rank], self.device)
+        return state.position
 
     def _check_ranks_agree(self) -> None:
         """Under DDP every rank must end with the same weights; a difference is a bug, not a user error."""
@@ -369,8 +365,3 @@ class Trainer:
         checksums = distributed.gather(checksum, self.world)
         if max(checksums) != min(checksums):
             raise RuntimeError(f"ranks ended with different weights (parameter sums {checksums})")
-
-
-def _as_tuple(value: Any) -> Any:
-    """random.setstate needs tuples; a state that went through a list-making serialiser gets them back."""
-    return tuple(_as_tuple(item) for item in value) if isinstance(value, (list, tuple)) else value

@@ -606,7 +606,7 @@ from pathlib import Path
 import torch
 
 from chatbot.config import TrainConfig
-from chatbot.training import checkpoint, resume
+from chatbot.training import checkpoint, resume, run_state
 
 mode, marker, target = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 real_save = torch.save
@@ -649,8 +649,8 @@ else:
 if mode in ("weights", "swapped"):
     save_new_weights()
 elif mode == "state":
-    state = torch.load(target / resume.STATE, weights_only=True)
-    state["model"] = {name: tensor + 1 for name, tensor in state["model"].items()}
+    state = run_state.load(target / resume.STATE)
+    state.model = {name: tensor + 1 for name, tensor in state.model.items()}
     resume.save_state(target, state)
 elif mode == "train":
     from chatbot.cli import main

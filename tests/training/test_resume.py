@@ -6,7 +6,6 @@ In-process from a saved state, and for real: a `chatbot train` process is SIGKIL
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ from click.testing import CliRunner
 from chatbot.cli import cli
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.training import run_state
+from chatbot.training.run_state import RunState
 from chatbot.training.trainer import Trainer
 
 from .dialogues import write_dialogues
@@ -44,7 +45,7 @@ RESUMABLE = TrainConfig(
 )
 
 
-def test_resuming_from_any_saved_state_ends_with_the_same_weights(sample_path: Path) -> None:
+def test_resuming_from_any_saved_state_ends_with_the_same_weights(sample_path: Path, tmp_path: Path) -> None:
     tokenizer, pairs = encoded_sample(sample_path)
     train, valid = pairs[:60], pairs[60:]
 
@@ -53,18 +54,17 @@ def test_resuming_from_any_saved_state_ends_with_the_same_weights(sample_path: P
         config = ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=16, hidden_size=16, dropout=0.2)
         return Trainer(Seq2Seq(config), tokenizer, RESUMABLE)
 
-    saved: list[bytes] = []
+    saved: list[Path] = []
 
-    def save(state: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        saved.append(buffer.getvalue())
+    def save(state: RunState) -> None:
+        saved.append(tmp_path / f"state-{len(saved)}.pt")
+        run_state.save(saved[-1], state)
 
     whole = trainer(seed=0)
     expected = whole.fit(train, valid, save=save)
     assert len(saved) > 4
     for index in (1, len(saved) // 2, len(saved) - 1):  # early, middle, and after the run already ended
-        state = torch.load(io.BytesIO(saved[index]), weights_only=True)
+        state = run_state.load(saved[index])
         resumed = trainer(seed=123)  # other initial weights and RNG: the state must overrule them all
         summary = resumed.fit(train, valid, resume=state)
         for name, tensor in whole.model.state_dict().items():

@@ -18,6 +18,7 @@ from chatbot.text.batching import Batch, EncodedPair, bucketed_batches, encode_p
 from chatbot.text.pairs import split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training.pipeline import train_model_dir
+from chatbot.training.run_state import LossWindow
 from chatbot.training.trainer import Trainer, autocast_dtype
 
 from ..conftest import TINY_SHAPE, TINY_TOKENIZER
@@ -203,7 +204,7 @@ def test_progress_bar_shows_loss_perplexity_validation_and_speed(sample_path: Pa
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=0, embedding_size=8, hidden_size=8))
     trainer = Trainer(model, tokenizer, TrainConfig(epochs=1, batch_size=8, max_steps=2, precision="fp32"))
     trainer.fit(pairs, pairs[:8])
-    trainer._window = [6.0, 3]  # two nats per piece since the last validation
+    trainer.progress.window = LossWindow(6.0, 3)  # two nats per piece since the last validation
     fields = trainer._progress_fields(1234.4)
     assert fields["loss"] == "2.000" and fields["ppl"] == "7.4" and fields["tok/s"] == "1234"
     assert fields["valid_word_ppl"] == f"{trainer.summary.history[-1]['valid_word_ppl']:.1f}"
