@@ -1,4 +1,4 @@
-"""``chatbot telegram``: serve the bot on Telegram (channels/telegram.py), by long polling or a webhook."""
+"""``chatbot telegram``: serve the bot on Telegram (channels/telegram/), by long polling or a webhook."""
 
 from __future__ import annotations
 
