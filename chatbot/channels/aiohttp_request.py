@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 CONNECTION_POOL_SIZE = 256  # PTB's default for the bot's requests: connections open at once to the Bot API
 TIMEOUT_SECONDS = 5.0  # PTB's defaults for connecting, reading and writing
 POOL_TIMEOUT_SECONDS = 1.0  # PTB's default wait for a free connection
+# A timeout as PTB hands it to do_request: seconds, None (wait forever), or its default marker. PTB names this type
+# ODVInput, but only in its private telegram._utils module.
+Timeout = Any
 
 
 class AiohttpRequest(BaseRequest):
@@ -77,10 +79,10 @@ class AiohttpRequest(BaseRequest):
         url: str,
         method: str,
         request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        read_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        write_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Timeout = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         """The status code and body of ``method`` on ``url`` with ``request_data`` as its form; timeouts raise
         TimedOut and any other failure to get an answer NetworkError (whose message never holds the URL, as the
@@ -115,21 +117,25 @@ class AiohttpRequest(BaseRequest):
 
     def _timeout(
         self,
-        read: ODVInput[float],
-        write: ODVInput[float],
-        connect: ODVInput[float],
-        pool: ODVInput[float],
+        read: Timeout,
+        write: Timeout,
+        connect: Timeout,
+        pool: Timeout,
     ) -> aiohttp.ClientTimeout:
         """The call's timeouts, each defaulting to this object's, in aiohttp's terms."""
-        read_s = self._read if isinstance(read, DefaultValue) else read
-        write_s = self._write if isinstance(write, DefaultValue) else write
-        connect_s = self._connect if isinstance(connect, DefaultValue) else connect
-        pool_s = self._pool if isinstance(pool, DefaultValue) else pool
+        read_s, write_s = _given(read, self._read), _given(write, self._write)
+        connect_s, pool_s = _given(connect, self._connect), _given(pool, self._pool)
         # aiohttp's ``connect`` covers waiting for a pooled connection as well as opening one.
         waiting = None if connect_s is None or pool_s is None else connect_s + pool_s
         parts = (read_s, write_s, connect_s, pool_s)
         total = None if any(part is None for part in parts) else sum(part for part in parts if part is not None)
         return aiohttp.ClientTimeout(total=total, connect=waiting, sock_connect=connect_s, sock_read=read_s)
+
+
+def _given(value: Timeout, default: float | None) -> float | None:
+    """A timeout the call gave (seconds, or None for none), else ``default``: PTB passes a default marker (its
+    DefaultValue) where the caller gave nothing."""
+    return value if value is None or isinstance(value, (int, float)) else default
 
 
 def _form(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:

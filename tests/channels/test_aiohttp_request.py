@@ -85,3 +85,18 @@ async def test_the_environment_proxy_is_used_unless_no_proxy_names_the_host(monk
     request = AiohttpRequest()
     assert request._proxy(f"https://api.telegram.org/bot{TOKEN}/getMe") == "http://proxy.example:3128"
     assert request._proxy(f"http://127.0.0.1:8081/bot{TOKEN}/getMe") is None
+
+
+def test_no_module_imports_a_private_python_telegram_bot_module() -> None:
+    """telegram._utils and the like may change in any release; the channel uses PTB's public names only."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "chatbot"
+    private = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            private += [f"{path.name}: {name}" for name in names if name.startswith("telegram._")]
+    assert private == []

@@ -17,7 +17,7 @@ from typing import Any
 from telegram import Update
 from telegram.request import BaseRequest, RequestData
 
-from chatbot.channels.aiohttp_request import AiohttpRequest
+from chatbot.channels.aiohttp_request import AiohttpRequest, Timeout
 from chatbot.channels.chat_order import PerChatOrder
 
 logger = logging.getLogger(__name__)
@@ -118,11 +118,10 @@ class PollingRequest(AiohttpRequest):
         url: str,
         method: str,
         request_data: RequestData | None = None,
-        # Any: PTB types these ODVInput[float], which only its private telegram._utils module exports.
-        read_timeout: Any = BaseRequest.DEFAULT_NONE,
-        write_timeout: Any = BaseRequest.DEFAULT_NONE,
-        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
-        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+        read_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        write_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Timeout = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         timeouts = (read_timeout, write_timeout, connect_timeout, pool_timeout)
         if not url.endswith("/getUpdates") or request_data is None:
