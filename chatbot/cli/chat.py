@@ -21,7 +21,7 @@ from chatbot.cli.options import (
     session_timeout_option,
     threads_option,
 )
-from chatbot.cli.wiring import build_manager, set_threads
+from chatbot.cli.wiring import build_manager, open_db, set_threads
 
 
 @click.command()
@@ -62,7 +62,7 @@ def chat(
     from chatbot.channels import repl
 
     set_threads(threads)
-    manager = build_manager(model, db, decode, quantize, session_timeout)
+    manager = build_manager(model, open_db(db), decode, quantize, session_timeout)
     name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"

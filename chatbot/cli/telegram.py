@@ -16,7 +16,7 @@ from chatbot.cli.options import (
     session_timeout_option,
     threads_option,
 )
-from chatbot.cli.wiring import build_manager, set_threads
+from chatbot.cli.wiring import build_manager, open_db, set_threads
 
 DEFAULT_API_URL = "https://api.telegram.org"
 
@@ -115,9 +115,11 @@ def telegram(
     --listen:--port (put it behind an https reverse proxy). Each chat has its own history in the database (in
     groups, each member, and only messages that mention or reply to the bot are answered); /help lists the
     commands (/reset, /mode, /beam, /temperature, /topp, /settings, /why, /export, /forget; /stats and /model for
-    --admin users). --allow limits who may talk to the bot, --rate-limit how fast. A message Telegram delivers
-    again after a restart is not answered twice, and on start the messages of the last 24 hours that were never
-    answered (the bot was stopped mid-turn) are answered first."""
+    --admin users). --allow limits who may talk to the bot, --rate-limit how fast. Every update is stored in the
+    database before Telegram is told it arrived, and answered from there: a bot stopped or killed mid-turn finishes
+    at its next start, each message answered once, and a reply Telegram did not take is tried again for 10 minutes.
+    Several webhook processes (each its own --port, behind one reverse proxy, with one --webhook-secret) may share
+    a Postgres --db: each message is answered once, each chat's in order."""
     from chatbot.channels.telegram import Access, Webhook, new_webhook_secret, run_telegram
 
     if webhook_secret is not None and webhook_url is None:
@@ -129,5 +131,6 @@ def telegram(
     access = Access(frozenset(allowed), frozenset(admins), rate_limit)
     with contextlib.ExitStack() as resources:
         batching = (max_batch, threads, resources) if max_batch > 1 else None
-        manager = build_manager(model, db, decode, quantize, session_timeout, batching)
-        run_telegram(token, api_url, manager, webhook, access)
+        database = open_db(db)
+        manager = build_manager(model, database, decode, quantize, session_timeout, batching)
+        run_telegram(token, api_url, manager, database, webhook, access)

@@ -15,6 +15,8 @@ import platformdirs
 from chatbot.cli.config_file import APP_NAME
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from chatbot.config import DecodeConfig
     from chatbot.dialogue.manager import DialogueManager
 
@@ -62,16 +64,23 @@ def report(line: str) -> None:
     click.echo(line, err=True)
 
 
+def open_db(db_url: str | None) -> sessionmaker[Session]:
+    """The database at ``db_url`` (default: ``default_db_url``), migrated to the newest schema."""
+    from chatbot.storage.engine import open_database
+
+    return open_database(db_url or default_db_url())
+
+
 def build_manager(
     model_dir: Path | None,
-    db_url: str | None,
+    database: sessionmaker[Session],
     decode: dict[str, Any],
     quantize: bool,
     idle_timeout: str,
     batching: tuple[int, int, contextlib.ExitStack] | None = None,
 ) -> DialogueManager:
-    """The DialogueManager over the model and the database, both checked before the first message; ``decode``
-    holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
+    """The DialogueManager over the model and ``database`` (``open_db``), both checked before the first message;
+    ``decode`` holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
     the stack that stops what it starts), replies asked for at the same moment are generated together
     (micro_batch.py), by the model in a process of its own (model_process.py)."""
     from chatbot.dialogue.generator import Generator
@@ -79,16 +88,14 @@ def build_manager(
     from chatbot.generation import ResponseGenerator
     from chatbot.micro_batch import MicroBatchGenerator
     from chatbot.model_process import ModelProcess
-    from chatbot.storage.engine import open_database
     from chatbot.storage.locking import conversation_lock
     from chatbot.storage.store import sql_transaction
     from chatbot.storage.transactions import engine_of
 
     model_dir = model_dir or default_model_dir()
     generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
-    sessions = open_database(db_url or default_db_url())
     generator.load()
-    shared_lock = conversation_lock(engine_of(sessions))
+    shared_lock = conversation_lock(engine_of(database))
     answerer: Generator = generator
     if batching is not None:
         max_batch, threads, resources = batching
@@ -97,4 +104,4 @@ def build_manager(
         batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
         resources.callback(batcher.close)  # callbacks run last first: the batcher drains before the process stops
         answerer = batcher
-    return DialogueManager(answerer, sql_transaction(sessions), session_timeout(idle_timeout), shared_lock=shared_lock)
+    return DialogueManager(answerer, sql_transaction(database), session_timeout(idle_timeout), shared_lock=shared_lock)

@@ -13,11 +13,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -122,3 +125,52 @@ class ReplyProvenance(Base):
     score: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     source: Mapped[str | None] = mapped_column(String(255))
+
+
+INBOX_STATES = ("received", "answered", "delivered", "failed")
+
+
+class InboxEntry(Base):
+    """One update a channel received, kept until it is answered and the answer delivered (the inbox and outbox).
+
+    An update is committed here before the channel tells its platform it was received, so a process killed at any
+    point finds it again at its next start. Its ``state`` goes ``received`` -> ``answered`` (the reply is in the
+    ``reply_*`` columns, waiting to be sent) -> ``delivered``; or ``failed`` when the reply could not be delivered
+    in time, or the chat refuses the bot. A worker claims a row by leasing it (``worker``, ``lease_until``); a lease
+    that runs out (its worker died) frees the row for another. ``chat`` orders the work: only the oldest unfinished
+    row of a chat may be claimed, so each chat's messages are answered, and their replies sent, in order.
+    ``due_at``: not to be claimed before (a reply waiting to be tried again). Once a row is finished its update and
+    reply are cleared (``payload`` and ``reply_text`` NULL): only the ids stay, to recognise the update if the
+    platform sends it again, until ``chatbot`` prunes the row.
+    """
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    bot: Mapped[str] = mapped_column(String(64))  # which bot of the channel received it (Telegram: the bot's id)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claims: Mapped[int] = mapped_column(Integer)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    reply_fixed_width: Mapped[bool] = mapped_column(Boolean)
+    reply_turn_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    parts_sent: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("state IN ('received', 'answered', 'delivered', 'failed')", name="state"),
+        UniqueConstraint("channel", "bot", "update_id"),  # an update sent twice is stored once
+        Index("ix_inbox_state", "state", "id"),  # the unfinished rows, oldest first: what a worker claims from
+        Index("ix_inbox_chat", "chat", "id"),  # is an older row of this chat still unfinished?
+        Index("ix_inbox_finished", "finished_at"),  # what pruning deletes
+        Index("ix_inbox_reply_turn", "reply_turn_id"),
+    )

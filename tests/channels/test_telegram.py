@@ -122,10 +122,13 @@ def manager_for(generator: Generator, store: ScratchDatabase) -> DialogueManager
 
 
 @asynccontextmanager
-async def polling(api: FakeBotApi, manager: DialogueManager, timeout: float = 5.0) -> AsyncIterator[None]:
-    """Run the bot against ``api`` for the block, with ``timeout`` on its Bot API calls. It polls every kind of
-    update, so that it is the handlers' filters, not ``allowed_updates``, that keep edits unanswered."""
-    app = build_application(TOKEN, api.url, manager, timeout=timeout)
+async def polling(
+    api: FakeBotApi, generator: Generator, store: ScratchDatabase, timeout: float = 5.0
+) -> AsyncIterator[None]:
+    """Run the bot answering with ``generator`` from ``store`` against ``api`` for the block, with ``timeout`` on
+    its Bot API calls. It polls every kind of update, so that it is the handlers, not ``allowed_updates``, that
+    keep edits unanswered."""
+    app = build_application(TOKEN, api.url, manager_for(generator, store), store.sessions, timeout=timeout)
     assert app.updater is not None
     async with app:
         await app.updater.start_polling(poll_interval=0, timeout=1)
@@ -137,9 +140,9 @@ async def polling(api: FakeBotApi, manager: DialogueManager, timeout: float = 5.
             await app.stop()
 
 
-async def serve(api: FakeBotApi, manager: DialogueManager, expect: int) -> list[SentMessage]:
+async def serve(api: FakeBotApi, generator: Generator, store: ScratchDatabase, expect: int) -> list[SentMessage]:
     """Answer the queued updates until ``expect`` messages are sent; all messages sent once it stopped."""
-    async with polling(api, manager):
+    async with polling(api, generator, store):
         await api.wait_for_messages(expect)
     return api.sent
 
@@ -148,14 +151,14 @@ async def test_text_message_gets_the_generated_reply(
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
 ) -> None:
     api.add_text(CHAT, "hello there")
-    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: hello there")]
+    assert await serve(api, echo, store, 1) == [SentMessage(CHAT, "echo: hello there")]
     assert {"getMe", "deleteWebhook", "getUpdates"} <= set(api.methods())
     assert "sendChatAction" not in api.methods()  # a reply this fast needs no "typing"
 
 
 async def test_a_slow_reply_shows_typing_until_it_is_sent(api: FakeBotApi, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "take your time")
-    assert await serve(api, manager_for(SlowEcho(TYPING_DELAY_SECONDS + 0.3), store), 1) == [
+    assert await serve(api, SlowEcho(TYPING_DELAY_SECONDS + 0.3), store, 1) == [
         SentMessage(CHAT, "echo: take your time")
     ]
     typing = [call for call in api.calls if call.method == "sendChatAction"]
@@ -171,7 +174,7 @@ async def test_a_send_that_times_out_is_tried_again(
     sends again, and the user gets one reply."""
     api.inject(Fault("sendMessage", 504, "Gateway Timeout", delay=1.0))
     api.add_text(CHAT, "are you there?")
-    async with polling(api, manager_for(echo, store), timeout=0.3):
+    async with polling(api, echo, store, timeout=0.3):
         assert await api.wait_for_messages(1) == [SentMessage(CHAT, "echo: are you there?")]
     assert api.methods().count("sendMessage") == 2
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
@@ -181,7 +184,7 @@ async def test_a_send_that_times_out_is_tried_again(
 async def test_the_model_runs_off_the_event_loop(api: FakeBotApi, store: ScratchDatabase) -> None:
     spy = LoopSpyGenerator()
     api.add_text(CHAT, "hello")
-    await serve(api, manager_for(spy, store), 1)
+    await serve(api, spy, store, 1)
     assert spy.on_event_loop == [False]
 
 
@@ -190,7 +193,7 @@ async def test_commands_are_answered_by_the_manager(
 ) -> None:
     for command in ("start", "help", "reset", "frobnicate"):
         api.add_command(CHAT, command)
-    sent = await serve(api, manager_for(echo, store), 4)
+    sent = await serve(api, echo, store, 4)
     expected = [START_TEXT, HELP_TEXT, RESET_TEXT, "Unknown command /frobnicate. Try /help."]
     assert [message.text for message in sent] == expected
     assert echo.calls == []
@@ -200,7 +203,7 @@ async def test_reset_starts_a_new_history(api: FakeBotApi, echo: EchoGenerator, 
     api.add_text(CHAT, "hi")
     api.add_command(CHAT, "reset")
     api.add_text(CHAT, "again")
-    sent = await serve(api, manager_for(echo, store), 3)
+    sent = await serve(api, echo, store, 3)
     assert [message.text for message in sent] == ["echo: hi", RESET_TEXT, "echo: again"]
     assert echo.calls[-1] == (Turn(Role.USER, "again"),)
     with store.transaction() as transaction:
@@ -212,7 +215,7 @@ async def test_non_text_messages_get_an_explanation(
 ) -> None:
     api.add_sticker(CHAT)
     api.add_photo(CHAT, caption="look at this")
-    sent = await serve(api, manager_for(echo, store), 2)
+    sent = await serve(api, echo, store, 2)
     assert sent == [SentMessage(CHAT, NON_TEXT_REPLY), SentMessage(CHAT, NON_TEXT_REPLY)]
     assert echo.calls == []
 
@@ -221,7 +224,7 @@ async def test_edited_messages_are_never_answered(api: FakeBotApi, echo: EchoGen
     api.add_edited_text(CHAT, "edited text")
     api.add_edited_text(CHAT, "/help")
     api.add_text(CHAT, "later")  # updates are handled in order, so its answer comes after any to the edits
-    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, "echo: later")]
+    assert await serve(api, echo, store, 1) == [SentMessage(CHAT, "echo: later")]
 
 
 async def test_commands_for_another_bot_are_ignored(
@@ -229,14 +232,14 @@ async def test_commands_for_another_bot_are_ignored(
 ) -> None:
     api.add_text(CHAT, "/reset@other_bot")
     api.add_text(CHAT, "/help@test_bot")
-    assert await serve(api, manager_for(echo, store), 1) == [SentMessage(CHAT, HELP_TEXT)]
+    assert await serve(api, echo, store, 1) == [SentMessage(CHAT, HELP_TEXT)]
 
 
 async def test_chats_keep_separate_histories(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "a1")
     api.add_text(OTHER_CHAT, "b1")
     api.add_text(CHAT, "a2")
-    sent = await serve(api, manager_for(echo, store), 3)
+    sent = await serve(api, echo, store, 3)
     # Chats are served in parallel, so only the order within each chat is fixed.
     assert [message.text for message in sent if message.chat_id == CHAT] == ["echo: a1", "echo: a2"]
     assert [message.text for message in sent if message.chat_id == OTHER_CHAT] == ["echo: b1"]
@@ -253,10 +256,10 @@ async def test_a_message_telegram_delivers_again_after_a_restart_is_not_answered
     api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase
 ) -> None:
     first = api.add_text(CHAT, "hello")
-    await serve(api, manager_for(echo, store), 1)
+    await serve(api, echo, store, 1)
     api.redeliver(first)  # the bot stopped before confirming it, so Telegram sends it again
     api.add_text(CHAT, "next")
-    sent = await serve(api, manager_for(echo, store), 2)  # a new Application and manager: a restart
+    sent = await serve(api, echo, store, 2)  # a new Application and manager: a restart
     assert [message.text for message in sent] == ["echo: hello", "echo: next"]
     assert len(echo.calls) == 2
     with store.transaction() as transaction:
@@ -278,7 +281,7 @@ async def test_in_a_group_only_mentions_replies_and_commands_are_answered_each_m
     api.add_group_text(GROUP, 2, "and what about me?", reply_to_bot=True)
     api.add_group_text(GROUP, 1, "@TEST_BOT again")
     api.add_group_text(GROUP, 2, "/export")
-    sent = await serve(api, manager_for(echo, store), 4)
+    sent = await serve(api, echo, store, 4)
     assert [(message.chat_id, message.text) for message in sent] == [
         (GROUP, "echo: hello there"),
         (GROUP, "echo: and what about me?"),
@@ -311,7 +314,7 @@ async def test_webhook_mode_answers_only_posts_that_carry_the_secret(
 ) -> None:
     port = free_port()
     webhook = Webhook(f"http://127.0.0.1:{port}/telegram-hook", "the_s3cret-value", "127.0.0.1", port)
-    app = build_application(TOKEN, api.url, manager_for(echo, store))
+    app = build_application(TOKEN, api.url, manager_for(echo, store), store.sessions)
     assert app.updater is not None
     async with app, aiohttp.ClientSession() as http:
         await app.updater.start_webhook(**webhook.options())
@@ -363,7 +366,7 @@ async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
     api.add_text(BLOCKING_CHAT, "bye")
     api.add_text(CHAT, "first")
     api.add_text(OTHER_CHAT, "second")
-    sent = await serve(api, manager_for(echo, store), 2)
+    sent = await serve(api, echo, store, 2)
     assert sorted((message.chat_id, message.text) for message in sent) == [
         (CHAT, "echo: first"),
         (OTHER_CHAT, "echo: second"),
@@ -376,7 +379,7 @@ async def test_429_502_and_403_are_survived_and_every_other_chat_is_served(
     assert any("marked inactive" in record.getMessage() for record in caplog.records)
     blocked.times = 0  # the user unblocks the bot and writes again, which makes them reachable
     api.add_text(BLOCKING_CHAT, "i'm back")
-    await serve(api, manager_for(echo, store), 3)
+    await serve(api, echo, store, 3)
     with store.transaction() as transaction:
         assert transaction.session.scalar(
             select(models.User.active).where(models.User.external_id == str(BLOCKING_CHAT))
@@ -395,7 +398,7 @@ async def test_allowlist_admin_commands_and_the_rate_limit(
     api.add_text(CHAT, "one")  # CHAT's second message this minute: the last one allowed
     api.add_text(CHAT, "two")  # over the limit: asked to slow down
     api.add_text(CHAT, "three")  # still over: not answered at all
-    app = build_application(TOKEN, api.url, manager_for(echo, store), access)
+    app = build_application(TOKEN, api.url, manager_for(echo, store), store.sessions, access)
     assert app.updater is not None
     async with app:
         await app.updater.start_polling(poll_interval=0, timeout=1)
@@ -443,7 +446,7 @@ async def test_many_chats_run_side_by_side_and_each_keeps_its_order(api: FakeBot
     for turn in range(4):
         for chat in chats:
             api.add_text(chat, f"{chat} message {turn}")
-    sent = await serve(api, manager_for(generator, store), 48)
+    sent = await serve(api, generator, store, 48)
     for chat in chats:
         assert [message.text for message in sent if message.chat_id == chat] == [
             f"echo: {chat} message {turn}" for turn in range(4)
@@ -453,7 +456,7 @@ async def test_many_chats_run_side_by_side_and_each_keeps_its_order(api: FakeBot
 
 async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "tell me everything")
-    sent = await serve(api, manager_for(LongGenerator(), store), 2)
+    sent = await serve(api, LongGenerator(), store, 2)
     assert len(sent) == 2
     assert all(utf16_units(message.text) <= 4096 for message in sent)
     assert " ".join(message.text for message in sent) == ("word " * 1000).strip()
@@ -461,9 +464,9 @@ async def test_long_reply_is_split_into_telegram_sized_parts(api: FakeBotApi, st
 
 async def test_why_is_shown_in_fixed_width_blocks_split_to_fit(api: FakeBotApi, store: ScratchDatabase) -> None:
     api.add_text(CHAT, "hello")
-    await serve(api, manager_for(TableGenerator(), store), 1)  # a reply to explain
+    await serve(api, TableGenerator(), store, 1)  # a reply to explain
     api.add_command(CHAT, "why")
-    sent = (await serve(api, manager_for(TableGenerator(), store), 3))[1:]
+    sent = (await serve(api, TableGenerator(), store, 3))[1:]
     assert len(sent) == 2 and all(message.parse_mode == "HTML" for message in sent)  # the fake parsed the markup
     assert all(utf16_units(message.text) <= 4096 for message in sent)
     calls = [call for call in api.calls if call.method == "sendMessage"][1:]
@@ -480,14 +483,14 @@ async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
 ) -> None:
     api.add_text(CHAT, "first")
     api.add_text(CHAT, "second")
-    sent = await serve(api, manager_for(FailingOnceGenerator(), store), 2)
+    sent = await serve(api, FailingOnceGenerator(), store, 2)
     assert sent == [SentMessage(CHAT, ERROR_REPLY), SentMessage(CHAT, "echo: second")]
     failures = [record for record in caplog.records if record.name.startswith("chatbot.channels.telegram")]
     assert failures and failures[0].levelno == logging.ERROR and failures[0].exc_info is not None
 
 
 async def test_post_init_registers_the_commands(api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase) -> None:
-    app = build_application(TOKEN, api.url + "/", manager_for(echo, store))
+    app = build_application(TOKEN, api.url + "/", manager_for(echo, store), store.sessions)
     assert app.post_init is not None
     async with app:  # run_polling calls post_init after initialize; here it is done by hand
         await app.post_init(app)
@@ -515,7 +518,7 @@ async def test_the_token_never_reaches_the_logs(
     caplog.set_level(logging.DEBUG)
     api.add_text(CHAT, "hello")
     api.add_command(CHAT, "help")
-    await serve(api, manager_for(echo, store), 2)
+    await serve(api, echo, store, 2)
     assert any(record.name.startswith("telegram") for record in caplog.records)  # PTB did log at DEBUG
     # PTB logs "Set Bot API URL: http://127.0.0.1:PORT/bot<token>" as the bot is built.
     assert any(REDACTED in record.getMessage() for record in caplog.records)
@@ -530,7 +533,7 @@ async def test_the_token_is_absent_from_every_debug_log_of_an_exchange(
     for name in ("aiohttp", "aiohttp.client", "telegram", "httpx", "httpcore"):
         caplog.set_level(logging.DEBUG, logger=name)
     api.add_text(CHAT, "hello")
-    await serve(api, manager_for(echo, store), expect=1)
+    await serve(api, echo, store, expect=1)
     assert any(record.name.startswith("telegram") for record in caplog.records)  # the debug logs were on
     assert_token_absent(caplog)
 
@@ -541,7 +544,7 @@ def test_building_quiets_the_http_loggers(
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore"):
         caplog.set_level(logging.NOTSET, logger=name)  # as if nothing had configured them yet
-    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store))
+    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store), store.sessions)
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("httpcore.http11").getEffectiveLevel() == logging.WARNING
 
@@ -550,7 +553,7 @@ def test_building_quiets_the_http_loggers(
 def test_the_token_is_redacted_from_tracebacks(
     echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store))
+    build_application(TOKEN, "http://127.0.0.1:9", manager_for(echo, store), store.sessions)
     try:
         raise ValueError(f"The token `{TOKEN}` was rejected by the server.")
     except ValueError:
@@ -583,7 +586,7 @@ def test_run_telegram_serves_until_interrupted(echo: EchoGenerator, store: Scrat
         stopper = threading.Thread(target=interrupt_after_reply, args=(server, returned))
         stopper.start()
         try:
-            run_telegram(TOKEN, api.url + "/", manager_for(echo, store))
+            run_telegram(TOKEN, api.url + "/", manager_for(echo, store), store.sessions)
         finally:
             returned.set()
             stopper.join(timeout=10)
@@ -606,7 +609,7 @@ def interrupt_after_reply(server: FakeBotApiThread, returned: threading.Event) -
 def test_run_telegram_reports_a_rejected_token(echo: EchoGenerator, store: ScratchDatabase) -> None:
     server = FakeBotApiThread(FakeBotApi(TOKEN))
     with server.running() as api, pytest.raises(ChatbotError) as raised:
-        run_telegram("999:wrong-secret", api.url, manager_for(echo, store))
+        run_telegram("999:wrong-secret", api.url, manager_for(echo, store), store.sessions)
     assert "rejected the bot token" in str(raised.value)
     assert "wrong-secret" not in str(raised.value)
 

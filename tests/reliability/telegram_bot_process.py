@@ -57,10 +57,11 @@ def main(arguments: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("chatbot.channels.telegram").setLevel(logging.INFO)
     generator = StuckGenerator(options.marker) if options.mode == "stuck" else EchoGenerator()
-    manager = DialogueManager(generator, sql_transaction(open_database(options.database_url)))
+    database = open_database(options.database_url)
+    manager = DialogueManager(generator, sql_transaction(database))
     port = options.webhook_port
     webhook = None if port is None else Webhook(webhook_url(port), WEBHOOK_SECRET, "127.0.0.1", port)
-    run_telegram(TOKEN, options.api_url, manager, webhook)
+    run_telegram(TOKEN, options.api_url, manager, database, webhook)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,23 @@
-"""The Telegram channel: python-telegram-bot in front of the DialogueManager.
+"""The Telegram channel: python-telegram-bot in front of the DialogueManager, with a durable inbox and outbox.
 
 Control flow: ``run_telegram`` (wiring.py) builds the Application (``build_application``) and either long-polls
 the Bot API for new messages only, or, in webhook mode, serves a webhook that refuses (403) any POST without the
-secret token. Updates of different chats run concurrently, one chat's in order (chat_order.py). Each message goes to
-the first handler that matches it (handlers.py):
-  - ``/start``, ``/help``, ``/reset`` and any other command: passed to the manager as text;
-  - plain text: passed to the manager in a worker thread (one per update at most) while the chat shows typing;
-    in a group, only text that mentions the bot or replies to it, and each member has their own history
-    (messages.py);
-  - anything else (a sticker, a photo): a short note that only text is understood.
-Each message goes to the manager with its Telegram message id, and each reply sent is reported back to it, so a
-message Telegram delivers again after a restart is answered once (dialogue/manager.py). When polling, an update is
-confirmed to Telegram only once handled (transport.py), so one the bot was killed while answering does come again;
-an update python-telegram-bot cannot read is logged and skipped, not left to stall every poll.
-A webhook is answered before its update is handled, so Telegram never sends again a message the bot was killed
-while answering: at every start, in both modes, before any update is taken (``post_init``, ``Handlers.on_start``),
-the messages stored in the last 24 hours but never answered, or whose reply was never delivered, are answered
-first (``answer_left_unanswered``), each as a reply to its message; when polling, the same message fetched again
-then finds its reply delivered and is not answered twice.
-Edited messages match no handler, so they are never answered. A reply longer than one Telegram message is
-cut by ``split_message`` and each part tried again when the Bot API fails on its side (sending.py). A failing
-handler ends in ``on_error``, which logs (and, when the fault is ours, tells the user) and lets the bot go on. The
-token never reaches a log line: httpx, which logs request URLs containing it, is quieted, and a filter redacts it
-from every record (redaction.py).
+secret token. Either way PTB puts each update into its update queue, which here is the inbox (inbox.py): the update
+is committed to the database before Telegram is told it arrived (before the next getUpdates moves the offset past
+it; before the webhook answers 200), so a bot killed at any point still has it. An update PTB cannot read is
+logged and skipped, not left to stall every poll (transport.py).
+The worker (worker.py) claims rows from the inbox, many chats at once and each chat's in order, and sees each
+through: received -> answered -> delivered.
+  - The handlers (handlers.py) say what to answer: a command or a text goes to the manager (in a handler thread,
+    while the chat shows typing), with its Telegram message id, so a message seen twice is answered once; other
+    messages get a note that only text is understood; in a group, only what mentions or replies to the bot is
+    answered, each member with their own history (messages.py). The reply is stored with the row.
+  - The outbox (outbox.py) sends it, cut to Telegram's size and each part retried at once on a 5xx or timeout
+    (sending.py); a reply still not sent waits and is tried again for 10 minutes, then fails; a chat that refuses
+    the bot marks the user inactive. The row is marked delivered with the bot's turn, in one commit.
+A restart finishes what was left: the rows not yet delivered are claimed first. Several webhook processes may
+share one Postgres database: a row is leased to one worker (``FOR UPDATE SKIP LOCKED``), and one whose worker died
+is taken over when its lease runs out. The token never reaches a log line (redaction.py).
 """
 
 from chatbot.channels.telegram.handlers import ERROR_REPLY, NON_TEXT_REPLY, PRIVATE_REPLY, Access

@@ -1,48 +1,38 @@
-"""Handlers: the bot's callbacks. Each takes one Telegram message, asks the manager in a worker thread, and replies;
-at start, the messages an earlier run left unanswered are answered first. Also who may talk to the bot (``Access``)
-and which handler each kind of message goes to (``add_handlers``).
+"""Handlers: what the bot answers to one Telegram update, taken from the inbox (worker.py): a command or a text is
+passed to the manager in a handler thread, other messages get an explanation, and senders not admitted a polite
+refusal. The answer is returned, not sent: the outbox (outbox.py) sends it. Also who may talk to the bot
+(``Access``) and the command menu.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from telegram import BotCommand, Message, ReplyParameters, Update
-from telegram.constants import ParseMode
-from telegram.error import Forbidden, NetworkError, TelegramError
-from telegram.ext import (
-    CommandHandler,
-    ExtBot,
-    MessageHandler,
-    filters,
-)
+from telegram import BotCommand, Message, Update
+from telegram.error import TelegramError
+from telegram.ext import ExtBot, filters
 
-from chatbot.channels.chat_order import MAX_CONCURRENT_UPDATES
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY, RateLimit
 from chatbot.channels.telegram.messages import (
-    Context,
     TelegramApplication,
     addressed_to_other_bot,
     addressed_to_us,
-    chat_and_sender,
     conversation_key,
     display_name,
     in_group,
     replies_to,
     without_mention,
 )
-from chatbot.channels.telegram.sending import send_parts, send_reply, typing_action
+from chatbot.channels.telegram.sending import typing_action
 from chatbot.dialogue.manager import DialogueManager
-from chatbot.dialogue.types import Reply
-from chatbot.errors import ChatbotError
-from chatbot.storage.records import UnansweredMessage
+from chatbot.errors import StorageError
+from chatbot.storage.inbox import Outgoing
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,20 +70,7 @@ class Access:
         return not self.allowed or user_id in self.allowed or user_id in self.admins
 
 
-def add_handlers(application: TelegramApplication, handlers: Handlers) -> None:
-    """Route new messages to ``handlers``; edits match nothing (CommandHandler accepts them by default)."""
-    new_message = filters.UpdateType.MESSAGE
-    for name, _ in COMMANDS:
-        application.add_handler(CommandHandler(name, handlers.on_command, filters=new_message))
-    application.add_handler(MessageHandler(new_message & filters.COMMAND, handlers.on_command))
-    application.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, handlers.on_text))
-    # Service messages (members joining, a pinned message) carry no text either, but deserve no answer.
-    non_text = new_message & ~filters.TEXT & ~filters.StatusUpdate.ALL
-    application.add_handler(MessageHandler(non_text, handlers.on_non_text))
-    application.add_error_handler(handlers.on_error)
-
-
-async def _register_commands(application: TelegramApplication) -> None:
+async def register_commands(application: TelegramApplication) -> None:
     """Publish the command menu (post_init); a failure only costs the menu, so it is logged, not raised."""
     try:
         await application.bot.set_my_commands([BotCommand(name, about) for name, about in COMMANDS])
@@ -102,157 +79,87 @@ async def _register_commands(application: TelegramApplication) -> None:
 
 
 class Handlers:
-    """The bot's callbacks: each takes one Telegram message, asks the manager, and replies; and, at start, those
-    for the messages an earlier run left unanswered (``on_start``)."""
+    """What the bot answers: ``answer`` takes one update and returns the reply to send (None: nothing to send),
+    asking the manager in one of ``threads`` where it must."""
 
-    def __init__(self, manager: DialogueManager, access: Access) -> None:
+    def __init__(self, manager: DialogueManager, access: Access, threads: ThreadPoolExecutor) -> None:
         self.manager = manager
         self.access = access
         self.rate = RateLimit(access.per_minute) if access.per_minute else None
-        # A thread for every update PTB may run at once: the manager's calls block (on the database, or on a
-        # micro-batch), and asyncio's default pool of a few threads would cap how many chats are served together.
-        self.threads = ThreadPoolExecutor(MAX_CONCURRENT_UPDATES, thread_name_prefix="chat")
+        # The manager's calls block (on the database, or on a micro-batch): they run in threads, one per update the
+        # worker handles at once, as asyncio's default pool of a few threads would cap how many chats are served.
+        self.threads = threads
 
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+    async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in one of the handler threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.threads, functools.partial(function, *args))
 
-    async def _admitted(self, message: Message) -> bool:
-        """Whether to serve ``message``: its sender is allowed and within the rate limit. A refusal is explained
-        politely, once per burst when it is the rate limit."""
+    async def answer(self, update: Update, bot: ExtBot[int]) -> Outgoing | None:
+        """The reply to ``update``: a command's or a text's from the manager, an explanation for other messages,
+        nothing for the rest (edits, service messages, group messages not for the bot). A failure of ours is
+        logged and the user told; the database's trouble is raised, for the update to be tried again later."""
+        message = update.message
+        if message is None:
+            return None
+        try:
+            if filters.COMMAND.check_update(update):
+                return await self._command(message, bot)
+            if filters.TEXT.check_update(update):
+                return await self._text(message, bot)
+            if not filters.StatusUpdate.ALL.check_update(update):  # members joining, a pin: no answer deserved
+                return await self._non_text(message, bot)
+            return None
+        except StorageError:
+            raise
+        except Exception as error:
+            logger.error("update %s failed", update.update_id, exc_info=error)
+            return Outgoing(ERROR_REPLY)
+
+    async def _command(self, message: Message, bot: ExtBot[int]) -> Outgoing | None:
+        """A command goes to the manager: it answers the ones it knows and calls others unknown. One for another
+        bot (``/help@other_bot``) is not ours."""
+        text = message.text or ""
+        if addressed_to_other_bot(text, bot.username):
+            return None
+        admitted, refusal = self._admit(message)
+        return await self._respond(message, text) if admitted else refusal
+
+    async def _text(self, message: Message, bot: ExtBot[int]) -> Outgoing | None:
+        """Generate an answer off the event loop, showing "typing" meanwhile. In a group, only messages that
+        mention the bot or reply to it are answered, without the mention."""
+        text = message.text or ""
+        if in_group(message):
+            if not addressed_to_us(message, bot.id, bot.username):
+                return None
+            text = without_mention(text, bot.username) or text
+        admitted, refusal = self._admit(message)
+        if not admitted:
+            return refusal
+        async with typing_action(bot, message.chat_id):
+            return await self._respond(message, text)
+
+    async def _non_text(self, message: Message, bot: ExtBot[int]) -> Outgoing | None:
+        """Explain that only text is understood (in a group, only to a reply to the bot)."""
+        if in_group(message) and not replies_to(message, bot.id):
+            return None
+        admitted, refusal = self._admit(message)
+        return Outgoing(NON_TEXT_REPLY) if admitted else refusal
+
+    def _admit(self, message: Message) -> tuple[bool, Outgoing | None]:
+        """Whether to serve ``message`` (its sender is allowed and within the rate limit) and, if not, the polite
+        refusal to send: once per burst for the rate limit, None after that."""
         sender = message.from_user.id if message.from_user is not None else message.chat_id
         verdict = self.rate.check(str(sender)) if self.rate is not None else True
         if verdict and self.access.admits(sender):
-            return True
-        if verdict is not None:  # None: already told to slow down in this burst
-            await send_reply(message, PRIVATE_REPLY if verdict else SLOW_DOWN_REPLY)
-        return False
+            return True, None
+        if verdict is None:  # already told to slow down in this burst
+            return False, None
+        return False, Outgoing(PRIVATE_REPLY if verdict else SLOW_DOWN_REPLY)
 
-    async def on_command(self, update: Update, context: Context) -> None:
-        """Pass a command to the manager: it answers the ones it knows and calls others unknown."""
-        message = update.message
-        if message is None or message.text is None:
-            return
-        if addressed_to_other_bot(message.text, context.bot.username) or not await self._admitted(message):
-            return
-        await self._respond(message, message.text)
-
-    async def on_text(self, update: Update, context: Context) -> None:
-        """Generate an answer off the event loop, showing "typing" meanwhile. In a group, only messages that
-        mention the bot or reply to it are answered, without the mention."""
-        message = update.message
-        if message is None or message.text is None:
-            return
-        text = message.text
-        if in_group(message):
-            if not addressed_to_us(message, context.bot.id, context.bot.username):
-                return
-            text = without_mention(text, context.bot.username) or text
-        if not await self._admitted(message):
-            return
-        async with typing_action(context, message.chat_id):
-            await self._respond(message, text)
-
-    async def _respond(self, message: Message, text: str) -> None:
-        """Ask the manager (in a worker thread) and send its reply, then report what was sent, so that the
-        message, if Telegram delivers it again after a restart, is not answered twice."""
+    async def _respond(self, message: Message, text: str) -> Outgoing | None:
+        """Ask the manager (in a handler thread) for the reply: stored, with the user's turn, before it is sent."""
         key = conversation_key(message)
         admin = message.from_user is not None and message.from_user.id in self.access.admins
         message_id, name = str(message.message_id), display_name(message)
-        reply = await self._in_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
-        await self._deliver(key, reply, message.reply_html if reply.fixed_width else message.reply_text)
-
-    async def _deliver(self, key: str, reply: Reply, send: Callable[[str], Awaitable[Message]]) -> bool:
-        """Send ``reply`` (if it is to be sent) with ``send`` (in parts, retried) and report it delivered; a chat
-        that refuses the bot's messages marks the user unreachable instead. Whether it was sent."""
-        if not reply.send:
-            return False
-        try:
-            sent = await send_parts(send, reply.text, reply.fixed_width)
-        except Forbidden as error:  # the user blocked the bot (or left the group): not our fault, not fatal
-            logger.warning("chat %s refuses the bot's messages (%s); the user is marked inactive", key, error)
-            await self._in_thread(self.manager.unreachable, CHANNEL, key)
-            return False
-        await self._in_thread(self.manager.delivered, reply, str(sent[-1].message_id))
-        return True
-
-    async def on_start(self, application: TelegramApplication) -> None:
-        """post_init: publish the command menu, then answer what an earlier run left unanswered, before the
-        first update is taken (so that none races with the same message delivered again). The bot starts anyway
-        if that fails: new messages may still be served."""
-        await _register_commands(application)
-        try:
-            await self.answer_left_unanswered(application.bot)
-        except ChatbotError as error:  # the database is down, say
-            logger.error("could not answer the messages left unanswered: %s", error)
-        except Exception:
-            logger.exception("could not answer the messages left unanswered")
-
-    async def answer_left_unanswered(self, bot: ExtBot[int]) -> int:
-        """Answer the messages an earlier run stored but never answered, or whose reply it never delivered
-        (``DialogueManager.unanswered``), each as a reply to its message: chats in parallel, each chat's in order.
-        Returns how many were answered; a chat that fails is logged and costs no other chat its answers."""
-        async with self._holding(self.manager.unanswered_lock(CHANNEL)):
-            pending = await self._in_thread(self.manager.unanswered, CHANNEL)
-            by_chat: dict[str, list[UnansweredMessage]] = {}
-            for message in pending:
-                by_chat.setdefault(message.external_id, []).append(message)
-            answered = sum(await asyncio.gather(*(self._answer_late(bot, key, late) for key, late in by_chat.items())))
-        logger.info("answered %d of %d messages left unanswered by an earlier run", answered, len(pending))
-        return answered
-
-    @contextlib.asynccontextmanager
-    async def _holding(self, lock: contextlib.AbstractContextManager[object]) -> AsyncIterator[None]:
-        """Hold ``lock``, a blocking one, for the block, taking and releasing it in a handler thread."""
-        held = contextlib.ExitStack()
-        await self._in_thread(held.enter_context, lock)
-        try:
-            yield
-        finally:
-            await self._in_thread(held.close)
-
-    async def _answer_late(self, bot: ExtBot[int], key: str, messages: list[UnansweredMessage]) -> int:
-        """Answer one conversation's ``messages`` in order, each as a reply to its message; returns how many were
-        sent. A failure ends this conversation's: the messages after one not answered wait for the next start."""
-        answered = 0
-        try:
-            chat_id, sender = chat_and_sender(key)
-            if not self.access.admits(sender):  # --allow changed since they wrote
-                return 0
-            for message in messages:
-                respond = functools.partial(self.manager.respond, CHANNEL, key, message.text)
-                reply = await self._in_thread(respond, message.channel_message_id)
-                quoted = ReplyParameters(int(message.channel_message_id), allow_sending_without_reply=True)
-                parse_mode = ParseMode.HTML if reply.fixed_width else None
-                send = functools.partial(bot.send_message, chat_id, parse_mode=parse_mode, reply_parameters=quoted)
-                if not await self._deliver(key, reply, send):
-                    break
-                answered += 1
-        except Exception as error:  # a network error, the database, the model: other chats go on
-            failed = messages[answered].channel_message_id
-            logger.warning("could not answer message %s of chat %s: %s: %s", failed, key, type(error).__name__, error)
-        return answered
-
-    async def on_non_text(self, update: Update, context: Context) -> None:
-        """Explain that only text is understood (in a group, only to a reply to the bot)."""
-        message = update.message
-        if message is None or (in_group(message) and not replies_to(message, context.bot.id)):
-            return
-        if await self._admitted(message):
-            await message.reply_text(NON_TEXT_REPLY)
-
-    async def on_error(self, update: object, context: Context) -> None:
-        """Log a failed update (without the token) and, if the fault is ours, tell the user; never raise."""
-        error = context.error
-        update_id = update.update_id if isinstance(update, Update) else None
-        if isinstance(error, Forbidden):
-            logger.warning("update %s: the bot may not write to this chat: %s", update_id, error)
-        elif isinstance(error, NetworkError):
-            logger.warning("update %s: network error talking to Telegram: %s", update_id, error)
-        else:
-            logger.error("update %s failed", update_id, exc_info=error)
-        message = update.message if isinstance(update, Update) else None
-        # A malformed message may have no chat to answer in.
-        if message is not None and message.chat is not None and not isinstance(error, TelegramError):
-            with contextlib.suppress(TelegramError):
-                await message.reply_text(ERROR_REPLY)
+        reply = await self.in_thread(self.manager.respond, CHANNEL, key, text, message_id, name, admin)
+        return Outgoing(reply.text, reply.fixed_width, reply.turn_id) if reply.send else None

@@ -1,12 +1,11 @@
 """Sending replies: "typing" while one is made, long text cut into Telegram-sized parts, and each part tried again
-when the Bot API fails on its side.
+at once when the Bot API fails on its side (a reply still not sent waits in the outbox, outbox.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from telegram import Message
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.ext import ExtBot
 
-from chatbot.channels.telegram.messages import Context
 from chatbot.dialogue.manager import FALLBACK_REPLY
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ SEND_RETRY_PAUSES = (0.5, 2.0)  # seconds before the second and third attempt at
 
 
 @contextlib.asynccontextmanager
-async def typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
+async def typing_action(bot: ExtBot[int], chat_id: int) -> AsyncIterator[None]:
     """Show "typing" in the chat from TYPING_DELAY_SECONDS after the block starts until it ends (a block that
     ends sooner shows nothing and costs nothing but a timer)."""
     done = asyncio.Event()
@@ -36,7 +35,7 @@ async def typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
 
     def start() -> None:
         nonlocal indicator
-        indicator = asyncio.create_task(_keep_typing(context, chat_id, done))
+        indicator = asyncio.create_task(_keep_typing(bot, chat_id, done))
 
     timer = asyncio.get_running_loop().call_later(TYPING_DELAY_SECONDS, start)
     try:
@@ -49,11 +48,11 @@ async def typing_action(context: Context, chat_id: int) -> AsyncIterator[None]:
             await indicator
 
 
-async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> None:
+async def _keep_typing(bot: ExtBot[int], chat_id: int, done: asyncio.Event) -> None:
     """Send "typing" at once and every few seconds until ``done``; a failure only ends the indicator."""
     while not done.is_set():
         try:
-            await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as error:
             logger.debug("typing action failed in chat %s: %s", chat_id, error)
             return
@@ -61,22 +60,16 @@ async def _keep_typing(context: Context, chat_id: int, done: asyncio.Event) -> N
             await asyncio.wait_for(done.wait(), TYPING_REFRESH_SECONDS)
 
 
-async def send_reply(message: Message, text: str, fixed_width: bool = False) -> list[Message]:
-    """Answer ``message`` with ``text`` (see ``send_parts``); returns the Telegram messages sent."""
-    return await send_parts(message.reply_html if fixed_width else message.reply_text, text, fixed_width)
-
-
-async def send_parts(send: Callable[[str], Awaitable[Message]], text: str, fixed_width: bool) -> list[Message]:
-    """Send ``text`` with ``send``, in as many Telegram messages as its length needs (each in a fixed-width block
-    when ``fixed_width``: a <pre> element, with the text HTML-escaped, for ``send`` to mark up as HTML), each
-    tried again on a 5xx or timeout; returns them."""
+def message_parts(text: str, fixed_width: bool) -> list[str]:
+    """``text`` as the Telegram messages that carry it: as many as its length needs (``split_message``), each in
+    a fixed-width block when ``fixed_width`` (a <pre> element, the text HTML-escaped, to be sent as HTML)."""
     parts = split_message(text)  # Telegram's length limit counts the text after markup is parsed: split the raw text
     if fixed_width:
         parts = [f"<pre>{html.escape(part, quote=False)}</pre>" for part in parts]
-    return [await _retried(functools.partial(send, part)) for part in parts]
+    return parts
 
 
-async def _retried(send: Callable[[], Awaitable[Message]]) -> Message:
+async def send_retried(send: Callable[[], Awaitable[Message]]) -> Message:
     """``send()``, tried again after a pause when the Bot API fails on its side (5xx) or times out; a refusal
     (400, 403) is final, and 429 is handled by the rate limiter, which waits the retry_after Telegram asks for."""
     for pause in SEND_RETRY_PAUSES:

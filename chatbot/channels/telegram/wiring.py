@@ -1,5 +1,7 @@
-"""Wiring: the Application built from the token, the Bot API root, the manager and who may talk, served by long
-polling or as a webhook until Ctrl-C.
+"""Wiring: the Application built from the token, the Bot API root, the manager, the database and who may talk,
+served by long polling or as a webhook until Ctrl-C. python-telegram-bot receives the updates (polling or webhook)
+and puts each into the inbox (inbox.py); the worker (worker.py) answers from there, through the handlers and the
+outbox; PTB's own dispatching of updates to handlers is not used.
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ import asyncio
 import logging
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
@@ -20,12 +24,17 @@ from telegram.ext import (
 )
 
 from chatbot.channels.aiohttp_request import TIMEOUT_SECONDS, AiohttpRequest
-from chatbot.channels.telegram.handlers import Access, Handlers, add_handlers
+from chatbot.channels.telegram.handlers import CHANNEL, Access, Handlers, register_commands
+from chatbot.channels.telegram.inbox import ChannelInbox, InboxQueue, worker_name
 from chatbot.channels.telegram.messages import TelegramApplication
+from chatbot.channels.telegram.outbox import Outbox
 from chatbot.channels.telegram.redaction import protect_token
-from chatbot.channels.telegram.transport import AcknowledgedOrder, Acknowledgements, PollingRequest
+from chatbot.channels.telegram.transport import PollingRequest
+from chatbot.channels.telegram.worker import MAX_CONCURRENT_UPDATES, Worker
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ChatbotError
+from chatbot.storage.inbox import inbox_transaction
+from chatbot.storage.transactions import engine_of
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +81,16 @@ def new_webhook_secret() -> str:
 
 
 def run_telegram(
-    token: str, api_url: str, manager: DialogueManager, webhook: Webhook | None = None, access: Access = Access()
+    token: str,
+    api_url: str,
+    manager: DialogueManager,
+    database: sessionmaker[Session],
+    webhook: Webhook | None = None,
+    access: Access = Access(),
 ) -> None:
     """Serve the bot until Ctrl-C or SIGTERM, by long polling or, given ``webhook``, as a webhook server, to the
-    users ``access`` admits; configure logging before calling this."""
-    application = build_application(token, api_url, manager, access)
+    users ``access`` admits, with its inbox in ``database``; configure logging before calling this."""
+    application = build_application(token, api_url, manager, database, access)
     try:
         if webhook is None:
             logger.info("Telegram bot polling %s", api_url)
@@ -106,34 +120,78 @@ def build_application(
     token: str,
     api_url: str,
     manager: DialogueManager,
+    database: sessionmaker[Session],
     access: Access = Access(),
     pace: bool = True,
     timeout: float = TIMEOUT_SECONDS,
 ) -> TelegramApplication:
     """An Application, ready to start, on the Bot API rooted at ``api_url``, answering through ``manager`` the
-    users ``access`` admits. ``pace``: keep under Telegram's limits (30 messages a second overall, 20 a minute
-    per group); off only for benchmarks against a fake API. A 429's retry_after is honoured either way.
-    ``timeout``: seconds to wait to connect to the Bot API, to send a call, and for its answer (beyond the long
-    poll's own wait); a call that times out is retried like a 5xx."""
+    users ``access`` admits, with its inbox in ``database`` (the manager's). ``pace``: keep under Telegram's limits
+    (30 messages a second overall, 20 a minute per group); off only for benchmarks against a fake API. A 429's
+    retry_after is honoured either way. ``timeout``: seconds to wait to connect to the Bot API, to send a call, and
+    for its answer (beyond the long poll's own wait); a call that times out is retried like a 5xx."""
     protect_token(token)  # before building: the Bot logs its token-bearing URL as it is created
     root = api_url.rstrip("/")
-    acknowledgements = Acknowledgements()
-    handlers = Handlers(manager, access)
-    application = (
+    bot_id = token.partition(":")[0]  # a token is "<bot id>:<secret>": the inbox is the bot's, not the token's
+    inbox = ChannelInbox(inbox_transaction(database, CHANNEL, bot_id), worker_name())
+    handlers = Handlers(manager, access, ThreadPoolExecutor(MAX_CONCURRENT_UPDATES, thread_name_prefix="chat"))
+    arrived = asyncio.Event()
+    serving = Serving(inbox, handlers, manager, arrived, single_process=engine_of(database).dialect.name == "sqlite")
+    application: TelegramApplication = (
         ApplicationBuilder()
+        .application_class(InboxApplication, {"serving": serving})
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         # PTB's own httpx client caps the bot at ~200 replies/s on 2 cores (aiohttp_request.py).
         .request(AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout))
-        .get_updates_request(PollingRequest(acknowledgements, timeout))
+        .get_updates_request(PollingRequest(timeout))
         .rate_limiter(_rate_limiter(pace))
-        .concurrent_updates(AcknowledgedOrder(acknowledgements))  # chats in parallel, each chat's messages in order
-        .post_init(handlers.on_start)
+        .update_queue(InboxQueue(inbox, arrived))
+        .post_init(register_commands)
         .build()
     )
-    add_handlers(application, handlers)
     return application
+
+
+@dataclass
+class Serving:
+    """What the worker is made of, and the worker once the Application runs (``InboxApplication``)."""
+
+    inbox: ChannelInbox
+    handlers: Handlers
+    manager: DialogueManager
+    arrived: asyncio.Event
+    single_process: bool  # SQLite: one process serves the database
+    worker: Worker | None = None
+
+
+class InboxApplication(TelegramApplication):
+    """PTB's Application, which starts the inbox's worker as it starts and stops it as it stops (after the Updater,
+    so no update arrives any more), however it is run: ``run_polling``, ``run_webhook``, or by hand."""
+
+    def __init__(self, *, serving: Serving, **options: Any) -> None:
+        super().__init__(**options)
+        self.serving = serving
+
+    async def start(self) -> None:
+        await super().start()
+        serving = self.serving
+        outbox = Outbox(serving.inbox, serving.manager, self.bot)
+        worker = Worker(serving.inbox, serving.handlers, outbox, self.bot, serving.arrived, serving.single_process)
+        await worker.start()  # it first finishes what an earlier run left
+        serving.worker = worker
+
+    async def stop(self) -> None:
+        if self.serving.worker is not None:
+            await self.serving.worker.stop()  # the rows in hand finish or are given back
+            self.serving.worker = None
+        await super().stop()
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        self.serving.inbox.close()
+        self.serving.handlers.threads.shutdown(wait=False)
 
 
 def _rate_limiter(pace: bool) -> AIORateLimiter:
