@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import cli
+from chatbot.storage.transactions import engine_of
 
 # Small and quick; later flags of the same name win, so a test can override one.
 TINY_TRAIN_ARGS = [
@@ -523,7 +524,7 @@ def test_commands_use_the_configured_database_and_model(
     monkeypatch.setattr(command_module, "build_manager", lambda model, db, *rest: built.append((model, db)))
     monkeypatch.setattr(chatbot.channels.telegram, "run_telegram", lambda *args: None)
     run("telegram", "--token", "1:x")
-    assert built == [(model, db_url(tmp_path))]
+    assert [(used, str(engine_of(database).url)) for used, database in built] == [(model, db_url(tmp_path))]
     assert not (tmp_path / "data").exists()  # the default database in the user data directory was never made
     with_options = {path for path, command in _commands(cli) if {"db", "model"} & {p.name for p in command.params}}
     assert with_options <= ran, f"add these commands to this test: {sorted(with_options - ran)}"

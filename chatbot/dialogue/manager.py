@@ -9,9 +9,7 @@ latency). A transaction whose connection dropped before its commit runs again (`
 database failure is a one-line StorageError, and the message delivered again is answered then. The channel reports
 each reply it sent (``delivered``); a message delivered again after a restart is not answered twice: a reply
 already sent is not sent again, one stored but never sent is sent without being generated again, and a message
-whose reply was never stored is answered now. A channel that is not sent its messages again (a webhook, answered
-before the message is handled) asks at start for those left unanswered (``unanswered``) and passes them to
-``respond`` again.
+whose reply was never stored is answered now.
 
 The lock is per process, plus an advisory lock on Postgres when several processes serve the bot.
 """
@@ -25,7 +23,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from chatbot.dialogue import commands as texts
 from chatbot.dialogue.commands import Command, parse_command
@@ -34,7 +32,7 @@ from chatbot.dialogue.settings import COMMAND_FIELDS, DecodeSettings, SettingErr
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.contract import Clock, ConversationStore, Transaction, utc_now
 from chatbot.storage.locking import ConversationLock
-from chatbot.storage.records import Provenance, ProvenReply, StoredUser, UnansweredMessage
+from chatbot.storage.records import Provenance, ProvenReply, StoredUser
 from chatbot.storage.transactions import run_transaction
 from chatbot.text.normalize import valid_unicode
 
@@ -46,10 +44,6 @@ EXPORT_LIMIT = 1000  # turns /export shows at most
 ADMIN_COMMANDS = ("stats", "model")
 MAX_MESSAGE_CHARS = 4096  # Telegram's own limit, kept on every channel: longer input is refused, never stored
 LOCK_STRIPES = 1024  # conversations sharing a stripe wait for each other; 1/1024 of pairs do, which is rare enough
-# How far back ``unanswered`` looks by default: Telegram keeps an update it could not deliver for 24 hours, so a
-# message older than that would not have come again either, and an answer a day late is more confusing than none.
-UNANSWERED_WITHIN = timedelta(hours=24)
-UNANSWERED_LOCK_KEY = "\0unanswered"  # no channel's user or chat id starts with NUL
 
 
 @dataclass(frozen=True)
@@ -117,19 +111,6 @@ class DialogueManager:
         if reply.turn_id is not None:
             with self.transaction() as store:
                 store.mark_delivered(reply.turn_id, channel_message_id)
-
-    def unanswered(self, channel: str, since: datetime | None = None) -> list[UnansweredMessage]:
-        """The messages of ``channel`` stored since ``since`` (default: UNANSWERED_WITHIN ago) that the bot never
-        answered or whose reply was never delivered, as a process stopped mid-turn leaves them, oldest first;
-        ``respond`` with each one's text and message id answers it (or sends its stored reply) once. Left out:
-        blocked and unreachable users, and messages the user has moved on from (a later one answered, /reset)."""
-        cutoff = self.clock() - UNANSWERED_WITHIN if since is None else since
-        return run_transaction(self.transaction, lambda store: store.unanswered(channel, cutoff))
-
-    def unanswered_lock(self, channel: str) -> contextlib.AbstractContextManager[object]:
-        """What a channel holds while it answers the ``unanswered`` messages: ``shared_lock`` across processes, so
-        that workers started together do not each answer the same ones; nothing within a single process."""
-        return self.shared_lock(channel, UNANSWERED_LOCK_KEY) if self.shared_lock else contextlib.nullcontext()
 
     def unreachable(self, channel: str, external_id: str) -> None:
         """Record that the channel can no longer deliver to this user (they blocked the bot); their next message

@@ -20,7 +20,6 @@ from chatbot.storage.records import (
     Provenance,
     ProvenReply,
     StoredUser,
-    UnansweredMessage,
 )
 
 Clock = Callable[[], datetime]
@@ -75,10 +74,6 @@ class ConversationStore(Protocol):
 
     def earlier(self, user_id: int, channel_message_id: str) -> EarlierMessage | None:
         """The user's message stored before with this channel message id, with the reply to it, if any."""
-        ...
-
-    def unanswered(self, channel: str, since: datetime) -> list[UnansweredMessage]:
-        """The messages of ``channel`` stored since ``since`` that no delivered reply follows, oldest first."""
         ...
 
     def mark_delivered(self, turn_id: int, channel_message_id: str) -> None:

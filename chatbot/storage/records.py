@@ -53,16 +53,6 @@ class EarlierMessage:
 
 
 @dataclass(frozen=True)
-class UnansweredMessage:
-    """A user's message, stored with its channel message id, that the bot never answered (see
-    ``ConversationStore.unanswered``): what a channel needs to answer it late through ``DialogueManager.respond``."""
-
-    external_id: str
-    channel_message_id: str
-    text: str
-
-
-@dataclass(frozen=True)
 class StoredConversation:
     """A whole stored conversation, as ``chatbot export`` writes it."""
 

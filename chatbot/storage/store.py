@@ -29,7 +29,6 @@ from chatbot.storage.records import (
     Selection,
     StoredConversation,
     StoredUser,
-    UnansweredMessage,
 )
 from chatbot.storage.transactions import session_transaction
 
@@ -46,7 +45,7 @@ def _aware(moment: datetime) -> datetime:
 # Core statements store a turn in about half the time. Bound parameters of an UPDATE never share a column's name,
 # which SQLAlchemy keeps for the SET clause.
 _user, _conversation, _message, _provenance = models.User, models.Conversation, models.Message, models.ReplyProvenance
-_asked, _answer, _later = aliased(models.Message), aliased(models.Message), aliased(models.Message)
+_asked, _answer = aliased(models.Message), aliased(models.Message)
 _FIND_USER = select(_user.id, _user.blocked, _user.settings, _user.display_name, _user.active).where(
     _user.channel == bindparam("channel"), _user.external_id == bindparam("external_id")
 )
@@ -106,33 +105,6 @@ _END_CONVERSATION = (
     update(_conversation)
     .where(_conversation.id == bindparam("conversation_id"), _conversation.ended_at.is_(None))
     .values(ended_at=bindparam("now"))
-)
-_DELIVERED_AFTER = (  # its own reply, or one to a later message of the conversation, was sent
-    select(_later.id)
-    .where(
-        _later.conversation_id == _asked.conversation_id,
-        _later.id > _asked.id,
-        _later.role == Role.BOT.value,
-        _later.channel_message_id.is_not(None),
-    )
-    .exists()
-)
-_UNANSWERED = (
-    select(_user.external_id, _asked.channel_message_id, _asked.text)
-    .join(_conversation, _conversation.id == _asked.conversation_id)
-    .join(_user, _user.id == _conversation.user_id)
-    .where(
-        _user.channel == bindparam("channel"),
-        _user.blocked.is_(False),
-        _user.active.is_(True),
-        _conversation.ended_at.is_(None),
-        _conversation.last_activity_at >= bindparam("since"),  # through its index: only recently active ones
-        _asked.role == Role.USER.value,
-        _asked.channel_message_id.is_not(None),
-        _asked.created_at >= bindparam("since"),
-        ~_DELIVERED_AFTER,
-    )
-    .order_by(_asked.id)
 )
 _LAST_PROVENANCE = (
     select(
@@ -282,14 +254,6 @@ class SqlStore:
             return None
         conversation_id, turn_id, reply_id, reply_text, delivered_as = row
         return EarlierMessage(conversation_id, turn_id, reply_id, reply_text, delivered_as is not None)
-
-    def unanswered(self, channel: str, since: datetime) -> list[UnansweredMessage]:
-        """The user turns of ``channel`` stored since ``since`` with a channel message id that no delivered reply
-        follows in their conversation, oldest first: unanswered (no reply, or one never sent), and the user has not
-        moved on since (no reply to a later message sent, no /reset). Blocked users and users the channel cannot
-        reach (they blocked the bot) are left out."""
-        rows = self._run(_UNANSWERED, {"channel": channel, "since": since}).all()
-        return [UnansweredMessage(external_id, str(message_id), text) for external_id, message_id, text in rows]
 
     def mark_delivered(self, turn_id: int, channel_message_id: str) -> None:
         """Record the channel's id of a sent bot turn: from now on that reply counts as delivered."""

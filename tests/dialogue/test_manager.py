@@ -3,9 +3,8 @@ and a message delivered twice answered once."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,14 +23,12 @@ from chatbot.dialogue.commands import (
 from chatbot.dialogue.generator import EchoGenerator, Generated
 from chatbot.dialogue.manager import (
     FALLBACK_REPLY,
-    UNANSWERED_LOCK_KEY,
     UNSURE_REPLY,
     DialogueManager,
 )
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import NOTHING, Reply, Role, Turn
 from chatbot.storage.engine import open_database
-from chatbot.storage.records import UnansweredMessage
 from chatbot.storage.store import sql_transaction
 from tests.database import ScratchDatabase
 
@@ -302,54 +299,6 @@ def test_a_message_delivered_again_after_a_restart_is_answered_once(database_url
         "and now?",
         "echo: and now?",
     ]
-
-
-@pytest.mark.reliability
-def test_messages_left_unanswered_are_listed_for_a_day_and_each_answered_once_through_respond() -> None:
-    """A process that stopped mid-turn leaves a message with no reply, or a reply never sent; ``unanswered`` lists
-    them (not the one delivered, nor, by default, one stored over a day ago), and ``respond`` answers each once."""
-    clock = FakeClock()
-    store, generator = ScratchDatabase(clock=clock), CountingEcho()
-    manager = DialogueManager(generator, store.transaction, clock=clock)
-    generator.fail = True
-    with pytest.raises(RuntimeError):
-        manager.respond("telegram", "old", "a day ago", message_id="1")
-    clock.now += timedelta(hours=23)
-    with pytest.raises(RuntimeError):
-        manager.respond("telegram", "9", "hello?", message_id="1")  # stored, never answered
-    generator.fail = False
-    unsent = manager.respond("telegram", "8", "still there?", message_id="1")  # answered, never sent
-    manager.delivered(manager.respond("telegram", "7", "thanks", message_id="1"), "2")
-    clock.now += timedelta(hours=2)
-    assert manager.unanswered("telegram") == [
-        UnansweredMessage("9", "1", "hello?"),
-        UnansweredMessage("8", "1", "still there?"),
-    ]
-    assert len(manager.unanswered("telegram", since=clock.now - timedelta(days=2))) == 3
-    late = [
-        manager.respond("telegram", m.external_id, m.text, m.channel_message_id) for m in manager.unanswered("telegram")
-    ]
-    assert late[0].text == "echo: hello?" and late[0].send
-    assert late[1] == unsent  # sent as stored, not generated again
-    assert len(generator.calls) == 3  # still there?, thanks, hello?: each generated once
-    for reply, sent_as in zip(late, ("3", "4"), strict=True):
-        manager.delivered(reply, sent_as)
-    assert manager.unanswered("telegram") == []
-    assert [len(conversation.turns) for conversation in store.conversations()] == [1, 2, 2, 2]
-
-
-def test_the_unanswered_lock_is_the_shared_lock_where_there_is_one(store: ScratchDatabase) -> None:
-    taken: list[tuple[str, str]] = []
-
-    @contextlib.contextmanager
-    def shared_lock(channel: str, external_id: str) -> Iterator[None]:
-        taken.append((channel, external_id))
-        yield
-
-    with DialogueManager(EchoGenerator(), store.transaction).unanswered_lock("telegram"):
-        assert taken == []  # one process: nothing to take
-    with DialogueManager(EchoGenerator(), store.transaction, shared_lock=shared_lock).unanswered_lock("telegram"):
-        assert taken == [("telegram", UNANSWERED_LOCK_KEY)]
 
 
 @pytest.mark.reliability

@@ -14,8 +14,8 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage import models
 from chatbot.storage.engine import open_database
-from chatbot.storage.records import EarlierMessage, Provenance, ProvenReply, Selection, UnansweredMessage
-from chatbot.storage.store import SqlStore, SqlTransaction, sql_transaction
+from chatbot.storage.records import EarlierMessage, Provenance, ProvenReply, Selection
+from chatbot.storage.store import SqlTransaction, sql_transaction
 from chatbot.storage.transactions import engine_of
 
 
@@ -105,56 +105,6 @@ def test_an_incoming_message_is_found_again_with_its_reply_and_delivery(transact
 
 def _earlier(conversation: int, asked: int, reply: int | None, text: str | None, delivered: bool) -> object:
     return EarlierMessage(conversation, asked, reply, text, delivered)
-
-
-def test_unanswered_lists_one_channels_recent_messages_that_no_delivered_reply_follows(database_url: str) -> None:
-    """Of every kind of stored message, only those stored within the window, on this channel, with a message id,
-    by a user neither blocked nor unreachable, and that no delivered reply follows in an open conversation."""
-    now = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-    clock = [now - timedelta(hours=25)]
-    sessions = open_database(database_url)
-    transaction = sql_transaction(sessions, lambda: clock[0])
-
-    def asked(
-        store: SqlStore, external_id: str, text: str, message_id: str | None = "7", channel: str = "telegram"
-    ) -> int:
-        conversation = store.current_conversation(store.user(channel, external_id).id)
-        return store.add_turn(conversation, Turn(Role.USER, text), channel_message_id=message_id)
-
-    def answered(store: SqlStore, turn: int, delivered_as: str | None) -> None:
-        (conversation,) = store.session.scalars(select(models.Message.conversation_id).where(models.Message.id == turn))
-        reply = store.add_turn(conversation, Turn(Role.BOT, "a reply"), reply_to=turn)
-        if delivered_as is not None:
-            store.mark_delivered(reply, delivered_as)
-
-    with transaction() as store:
-        asked(store, "old", "a day and an hour ago")  # beyond the window
-        clock[0] = now - timedelta(hours=23)
-        asked(store, "silent", "hello?")  # no reply: listed
-        answered(store, asked(store, "unsent", "still there?"), None)  # a reply never sent: listed
-        answered(store, asked(store, "sent", "thanks"), "8")  # answered and delivered
-        asked(store, "other", "hi", channel="terminal")  # another channel
-        asked(store, "no id", "hi", message_id=None)  # a channel without message ids
-        asked(store, "blocked", "spam")
-        store.set_blocked("telegram", "blocked", blocked=True)
-        asked(store, "gone", "bye")
-        store.set_active("telegram", "gone", active=False)  # blocked the bot: a reply could not be delivered
-        answered(store, asked(store, "moved on", "first"), None)  # never sent, but the user has moved on:
-        answered(store, asked(store, "moved on", "second", "9"), "10")  # a later reply was delivered
-        asked(store, "reset", "never mind")
-        store.end_conversation(store.current_conversation(store.user("telegram", "reset").id))  # /reset after it
-    with transaction() as store:
-        assert store.unanswered("telegram", now - timedelta(hours=24)) == [
-            UnansweredMessage("silent", "7", "hello?"),
-            UnansweredMessage("unsent", "7", "still there?"),
-        ]
-        assert [message.external_id for message in store.unanswered("telegram", now - timedelta(hours=26))] == [
-            "old",
-            "silent",
-            "unsent",
-        ]
-        assert store.unanswered("telegram", now) == []
-    engine_of(sessions).dispose()
 
 
 def test_manager_over_sql_stores_both_turns(database_url: str) -> None:
