@@ -5,9 +5,10 @@ outbox tries again, and texts no one would type, each against the loopback fake 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from chatbot.channels.telegram import ERROR_REPLY, RATE_LIMIT_RETRIES, TelegramApplication, build_application, outbox
-from chatbot.dialogue.generator import EchoGenerator, Generator
+from chatbot.dialogue.generator import EchoGenerator, Generated, Generator
 from chatbot.dialogue.manager import DialogueManager
+from chatbot.dialogue.settings import DecodeSettings
+from chatbot.dialogue.types import Turn
 from chatbot.storage import models
 from tests.channels.fake_bot_api import MAX_TEXT_UNITS, FakeBotApi, FakeBotApiThread, Fault, utf16_units
 from tests.database import ScratchDatabase
@@ -176,6 +179,61 @@ async def test_malformed_updates_are_survived_and_every_other_chat_is_served(cap
         await assert_still_serving(api, app, OTHER_CHAT)
     ptb_errors = [record for record in caplog.records if record.name.startswith("telegram")]
     assert not [record.getMessage() for record in ptb_errors if record.levelno >= logging.ERROR]
+
+
+# No re-fetching
+
+
+class CountingApi(FakeBotApi):
+    """The fake Bot API, counting how often getUpdates hands each update to the bot."""
+
+    def __init__(self, token: str, max_poll_seconds: float) -> None:
+        super().__init__(token, max_poll_seconds)
+        self.handed: collections.Counter[int] = collections.Counter()
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        updates = await super()._get_updates(params)
+        self.handed.update(update["update_id"] for update in updates)
+        return updates
+
+
+class SlowForSome(EchoGenerator):
+    """Echoes, taking a second over messages that say "slow"."""
+
+    def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
+        if "slow" in history[-1].text:
+            time.sleep(1.0)
+        return super().reply(history, settings)
+
+
+@pytest.mark.reliability
+async def test_getupdates_hands_each_update_over_at_most_1_1_times_over_a_run_with_faults() -> None:
+    """200 messages from 20 chats while getUpdates fails (5xx, a 429, an answer that comes after the bot gave up
+    waiting, which is the one fault that makes Telegram send updates again), sends fail (5xx, a 403) and some
+    replies take a second: every update is handed to the bot 1.1 times at most on average (with the offset held
+    until each update was handled, as before the inbox, a slow reply had every poll fetch it again), and every
+    message but the blocked chat's is answered once."""
+    getupdates_faults = [
+        Fault("getUpdates", 502, "Bad Gateway"),
+        Fault("getUpdates", 429, "Too Many Requests: retry after 1", retry_after=1),
+        Fault("getUpdates", 504, "Gateway Timeout", delay=POLL_SECONDS + TIMEOUT + 0.5),
+    ]
+    async with CountingApi(TOKEN, FAKE_POLL_SECONDS) as api, serving(api, SlowForSome(), pace=False):
+        api.inject(Fault("sendMessage", 502, "Bad Gateway", chat_id=603, times=2))
+        api.inject(Fault("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=607, times=999))
+        for number in range(10):
+            if number in (2, 5, 8):
+                api.inject(getupdates_faults[number // 3])
+            for chat in range(600, 620):
+                api.add_text(chat, f"{'slow ' if chat % 5 == 0 else ''}message {number}")
+            await asyncio.sleep(0.3)
+        served = [chat for chat in range(600, 620) if chat != 607]
+        await wait_until(lambda: all(len(replies(api).get(chat, [])) == 10 for chat in served), "every answer", 60)
+        await asyncio.sleep(0.5)  # time for a duplicate, which must not come
+    assert all(len(replies(api)[chat]) == 10 for chat in served) and 607 not in replies(api)
+    assert len(api.handed) == 200
+    per_update = sum(api.handed.values()) / len(api.handed)
+    assert per_update <= 1.1, (per_update, api.handed.most_common(5))
 
 
 # One chat's sends hang; replies the outbox tries again
