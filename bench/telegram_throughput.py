@@ -16,6 +16,7 @@ also reports the CPU time per reply of each process (the bot's, the model's, the
 few cores they share the cores, so their sum per reply bounds the replies per second the machine can serve.
 
     python bench/telegram_throughput.py [--chats 100] [--rates 500,50] [--seconds 10] [--turns 10] [--max-batch 32]
+        [--variants echo,threads,batched,process] [--no-ceiling]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import inspect
 import multiprocessing
 import os
 import random
@@ -149,7 +151,7 @@ async def serve(generator: Generator, load: Load, model_pid: int | None = None) 
     with tempfile.TemporaryDirectory() as folder:
         sessions = open_database(f"sqlite:///{Path(folder) / 'bench.sqlite3'}")
         manager = DialogueManager(generator, sql_transaction(sessions))
-        app = build_application(TOKEN, parent.recv(), manager, Access(per_minute=0), pace=False)
+        app = build_bot(parent.recv(), manager, sessions)
         assert app.updater is not None
         async with app:
             await app.updater.start_polling(poll_interval=0, timeout=1)
@@ -170,17 +172,32 @@ async def serve(generator: Generator, load: Load, model_pid: int | None = None) 
     return Served(len(latencies) / elapsed, latencies, {name: value / len(latencies) for name, value in cpu.items()})
 
 
+def build_bot(api_url: str, manager: DialogueManager, sessions: Any) -> Any:
+    """The bot's Application, unpaced, every user unlimited; also with the code before the inbox (run with that
+    checkout first on PYTHONPATH, as bench/telegram_inbox.py does), whose build_application took no database."""
+    if "database" in inspect.signature(build_application).parameters:
+        return build_application(TOKEN, api_url, manager, sessions, Access(per_minute=0), pace=False)
+    return build_application(TOKEN, api_url, manager, Access(per_minute=0), pace=False)  # type: ignore[arg-type]
+
+
+VARIANTS = ("echo", "threads", "batched", "process")
+
+
 def variants(
-    generator: ResponseGenerator, model_process: ModelProcess, max_batch: int
+    generator: ResponseGenerator, model_process: ModelProcess, max_batch: int, chosen: tuple[str, ...] = VARIANTS
 ) -> Iterator[tuple[str, Generator, MicroBatchGenerator | None, int | None]]:
-    """The ways of answering compared, each new: (name, the generator the manager gets, its micro-batcher if
-    any, the model's process id if it has its own)."""
-    yield "no model (echo): the serving path alone", EchoGenerator(), None, None
-    yield "one by one (threads)", generator, None, None
-    batcher = MicroBatchGenerator(generator, max_batch)
-    yield f"micro-batched (≤ {max_batch}), in the bot's process", batcher, batcher, None
-    batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
-    yield f"micro-batched (≤ {max_batch}), model process", batcher, batcher, model_process.pid
+    """The ways of answering compared (those ``chosen``), each new: (name, the generator the manager gets, its
+    micro-batcher if any, the model's process id if it has its own)."""
+    if "echo" in chosen:
+        yield "no model (echo): the serving path alone", EchoGenerator(), None, None
+    if "threads" in chosen:
+        yield "one by one (threads)", generator, None, None
+    if "batched" in chosen:
+        batcher = MicroBatchGenerator(generator, max_batch)
+        yield f"micro-batched (≤ {max_batch}), in the bot's process", batcher, batcher, None
+    if "process" in chosen:
+        batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
+        yield f"micro-batched (≤ {max_batch}), model process", batcher, batcher, model_process.pid
 
 
 def process_cpu(pid: int | None) -> float:
@@ -203,13 +220,16 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10, help="messages per chat of the closed-loop load")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"which to run, of {','.join(VARIANTS)}")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the closed-loop load")
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
     torch.set_num_threads(args.threads)
     generator = ResponseGenerator(default_model_dir(), quantized=True)
     generator.load()
     loads = {f"open loop, {rate:g} msg/s": Load(args.chats, rate=rate, seconds=args.seconds) for rate in rates}
-    loads["closed loop (ceiling)"] = Load(args.chats, turns=args.turns)
+    if not args.no_ceiling:
+        loads["closed loop (ceiling)"] = Load(args.chats, turns=args.turns)
     print(f"# {datetime.now():%Y-%m-%d %H:%M} · command: python {' '.join(sys.argv)}")
     print(
         "| load | generation | replies/s | latency p50 ms | latency p95 ms | model calls | mean batch "
@@ -218,7 +238,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     model_process = ModelProcess(generator.model_dir, generator.decode_config, quantized=True, threads=args.threads)
     for load_name, load in loads.items():
-        for name, answerer, batcher, model_pid in variants(generator, model_process, args.max_batch):
+        chosen = tuple(args.variants.split(","))
+        for name, answerer, batcher, model_pid in variants(generator, model_process, args.max_batch, chosen):
             served = asyncio.run(serve(answerer, load, model_pid))
             sizes = batcher.batch_sizes if batcher else [1] * len(served.latencies)
             cpu = " · ".join(f"{seconds * 1000:.2f}" for seconds in served.cpu_per_reply.values())
