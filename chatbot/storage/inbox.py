@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, bindparam, delete, exists, null, or_, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, delete, exists, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -148,7 +148,7 @@ _RELEASE = (
     .values(worker=None, lease_until=None)
 )
 _RELEASE_ALL = update(_inbox).where(_mine, _inbox.state.in_(UNFINISHED)).values(worker=None, lease_until=None)
-_UNFINISHED_COUNT = select(_inbox.id).where(_mine, _inbox.state.in_(UNFINISHED))
+_UNFINISHED_COUNT = select(func.count()).where(_mine, _inbox.state.in_(UNFINISHED))
 _PRUNE = delete(_inbox).where(_mine, _inbox.finished_at < bindparam("before"))
 
 
@@ -232,7 +232,7 @@ class InboxStore:
 
     def unfinished(self) -> int:
         """How many rows are waiting to be answered or delivered."""
-        return len(self._run(_UNFINISHED_COUNT, {}).all())
+        return int(self._run(_UNFINISHED_COUNT, {}).scalar_one())
 
     def prune(self, before: datetime) -> int:
         """Delete the rows finished before ``before``; how many."""

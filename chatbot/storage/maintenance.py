@@ -33,7 +33,8 @@ def parse_duration(text: str) -> timedelta:
 
 
 def database_stats(session: Session) -> DatabaseStats:
-    """What ``session``'s database holds: conversations, users and messages counted, and the messages' time span."""
+    """What ``session``'s database holds: conversations, users and messages counted, the messages' time span, and
+    the inbox's rows by state."""
     conversation, message, user = models.Conversation, models.Message, models.User
     by_role = {
         role: count for role, count in session.execute(select(message.role, func.count()).group_by(message.role))
@@ -47,6 +48,10 @@ def database_stats(session: Session) -> DatabaseStats:
         )
     }
     first, last = session.execute(select(func.min(message.created_at), func.max(message.created_at))).one()
+    inbox = models.InboxEntry
+    by_state = dict.fromkeys(models.INBOX_STATES, 0)
+    for state, count in session.execute(select(inbox.state, func.count()).group_by(inbox.state)):
+        by_state[state] = count
     return DatabaseStats(
         conversations=session.scalar(select(func.count()).select_from(conversation)) or 0,
         open_conversations=session.scalar(select(func.count()).where(conversation.ended_at.is_(None))) or 0,
@@ -59,6 +64,7 @@ def database_stats(session: Session) -> DatabaseStats:
         conversations_per_channel=per_channel,
         first_message_at=first.isoformat() if first else None,
         last_message_at=last.isoformat() if last else None,
+        inbox=by_state,
     )
 
 

@@ -81,7 +81,8 @@ class Selection:
 
 @dataclass(frozen=True)
 class DatabaseStats:
-    """Counts of what is stored, and the time span of the messages (ISO 8601, or None when there are none)."""
+    """Counts of what is stored, and the time span of the messages (ISO 8601, or None when there are none);
+    ``inbox``: the channels' inbox rows by state (received and answered ones are still to be finished)."""
 
     conversations: int
     open_conversations: int
@@ -94,3 +95,4 @@ class DatabaseStats:
     conversations_per_channel: dict[str, int]
     first_message_at: str | None
     last_message_at: str | None
+    inbox: dict[str, int]

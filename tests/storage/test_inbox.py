@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage.engine import open_database
+from chatbot.storage.maintenance import database_stats
 from chatbot.storage.inbox import ANSWERED, DELIVERED, InboxTransaction, Outgoing, inbox_transaction
 from chatbot.storage.store import sql_transaction
 
@@ -103,6 +104,7 @@ def test_a_row_goes_received_answered_delivered_and_is_cleared(database_url: str
         sent_as = session.execute(text("SELECT channel_message_id FROM messages WHERE id = :id"), {"id": turn_id})
         assert (entry.state, entry.payload, entry.reply_text, entry.parts_sent) == (DELIVERED, None, None, 1)
         assert sent_as.scalar_one() == "555"
+        assert database_stats(session).inbox == {"received": 0, "answered": 0, "delivered": 1, "failed": 0}
 
 
 def test_a_reply_to_retry_waits_until_due_and_a_failed_one_is_finished(

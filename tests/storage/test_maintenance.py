@@ -68,6 +68,7 @@ def test_stats_then_prune(database_url: str) -> None:
     assert (stats["user_messages"], stats["bot_messages"]) == (2, 2)
     assert stats["conversations_per_channel"] == {"telegram": 2, "terminal": 1}
     assert stats["first_message_at"] < stats["last_message_at"]
+    assert stats["inbox"] == {"received": 0, "answered": 0, "delivered": 0, "failed": 0}
 
     dry = run("db", "prune", "--db", database_url, "--older-than", "30d", "--dry-run")
     assert (dry["conversations"], dry["messages"], dry["users"]) == (2, 2, 2)
