@@ -30,7 +30,7 @@ from chatbot.channels.telegram.messages import TelegramApplication
 from chatbot.channels.telegram.outbox import Outbox
 from chatbot.channels.telegram.redaction import protect_token
 from chatbot.channels.telegram.transport import PollingRequest
-from chatbot.channels.telegram.worker import MAX_CONCURRENT_UPDATES, Worker
+from chatbot.channels.telegram.worker import MAX_CONCURRENT_UPDATES, Worker, take_over
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ChatbotError
 from chatbot.storage.inbox import inbox_transaction
@@ -174,12 +174,16 @@ class InboxApplication(TelegramApplication):
         super().__init__(**options)
         self.serving = serving
 
+    async def initialize(self) -> None:
+        await super().initialize()
+        await take_over(self.serving.inbox, self.serving.single_process)  # before the Updater takes any update
+
     async def start(self) -> None:
         await super().start()
         serving = self.serving
         outbox = Outbox(serving.inbox, serving.manager, self.bot)
-        worker = Worker(serving.inbox, serving.handlers, outbox, self.bot, serving.arrived, serving.single_process)
-        await worker.start()  # it first finishes what an earlier run left
+        worker = Worker(serving.inbox, serving.handlers, outbox, self.bot, serving.arrived)
+        await worker.start()  # the oldest rows first: those an earlier run left
         serving.worker = worker
 
     async def stop(self) -> None:

@@ -40,6 +40,16 @@ PRUNE_SECONDS = 3600.0
 MAX_CLAIMS = 5  # a row claimed this often without being finished (it fails every time) is given up
 
 
+async def take_over(inbox: ChannelInbox, single_process: bool) -> None:
+    """Before this run receives anything: free the leases a dead process left (SQLite, which one process serves)
+    and say how many updates an earlier run left unfinished, which the worker then finishes first."""
+    if single_process:
+        await inbox.run(InboxStore.release_all)
+    left = await inbox.run(InboxStore.unfinished)
+    if left:
+        logger.info("%d updates left unfinished by an earlier run are finished first", left)
+
+
 class Worker:
     """Claims rows from ``inbox`` and sees each through ``handlers`` and ``outbox``, with ``bot``; ``wake`` is set
     when there may be rows to claim (the inbox queue sets it for each update stored)."""
@@ -51,7 +61,6 @@ class Worker:
         outbox: Outbox,
         bot: ExtBot[int],
         wake: asyncio.Event,
-        single_process: bool,
         concurrency: int = MAX_CONCURRENT_UPDATES,
         clock: Clock = utc_now,
     ) -> None:
@@ -59,7 +68,6 @@ class Worker:
         self.handlers = handlers
         self.outbox = outbox
         self.bot = bot
-        self.single_process = single_process  # SQLite: leases left at start belong to a process that died
         self.concurrency = concurrency
         self.clock = clock
         self.in_hand: dict[int, asyncio.Task[None]] = {}  # row id: the task seeing it through
@@ -68,12 +76,7 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Free the leases a dead process left (SQLite), say what an earlier run left, and start the loops."""
-        if self.single_process:
-            await self.inbox.run(InboxStore.release_all)
-        left = await self.inbox.run(InboxStore.unfinished)
-        if left:
-            logger.info("%d updates left unfinished by an earlier run are finished first", left)
+        """Start claiming (``take_over`` first, before any update of this run arrives)."""
         self._loops = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._lease_loop())]
 
     async def stop(self) -> None:
