@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, suppress
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chatbot.channels.rate_limit import SLOW_DOWN_REPLY
 from chatbot.channels.telegram import (
@@ -32,6 +32,7 @@ from chatbot.channels.telegram import (
     run_telegram,
     split_message,
 )
+from chatbot.channels.telegram.worker import MAX_CLAIMS
 from chatbot.dialogue.commands import ADMIN_ONLY_TEXT, HELP_TEXT, RESET_TEXT, START_TEXT
 from chatbot.dialogue.generator import EchoGenerator, Generated, Generator
 from chatbot.dialogue.manager import FALLBACK_REPLY, DialogueManager
@@ -39,6 +40,7 @@ from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import ChatbotError
 from chatbot.storage import models
+from chatbot.storage.inbox import inbox_transaction
 from tests.database import ScratchDatabase
 
 from .fake_bot_api import FakeBotApi, FakeBotApiThread, Fault, SentMessage, utf16_units
@@ -662,3 +664,21 @@ def test_random_texts_split_into_bounded_nonblank_parts_that_keep_every_characte
         assert parts and all(part.strip() and utf16_units(part) <= limit for part in parts)
         if text.strip():
             assert "".join("".join(parts).split()) == "".join(text.split())
+
+
+@pytest.mark.reliability
+async def test_an_update_that_failed_again_and_again_is_given_up(
+    api: FakeBotApi, echo: EchoGenerator, store: ScratchDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row claimed five times before without being finished (each time its handling failed, or its worker
+    died) is marked failed and logged at the next claim, and every other chat is served."""
+    inbox = inbox_transaction(store.sessions, "telegram", TOKEN.partition(":")[0])
+    with inbox() as pending:
+        assert pending.receive(7, str(CHAT), {"update_id": 7, "message": "not a message"})
+    with store.sessions.begin() as session:
+        session.execute(update(models.InboxEntry).values(claims=MAX_CLAIMS))
+    api.add_text(OTHER_CHAT, "hello")
+    assert await serve(api, echo, store, 1) == [SentMessage(OTHER_CHAT, "echo: hello")]
+    with store.sessions() as session:
+        states = dict(session.execute(select(models.InboxEntry.update_id, models.InboxEntry.state)).tuples().all())
+    assert states[7] == "failed" and f"update 7 failed {MAX_CLAIMS} times; given up" in caplog.text

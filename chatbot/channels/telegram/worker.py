@@ -37,7 +37,7 @@ POLL_SECONDS = 1.0  # the longest a worker waits before looking for rows it was 
 STOP_SECONDS = 5.0  # at stop, how long the rows in hand may take to finish before they are given back
 KEEP_FINISHED = timedelta(days=1)  # finished rows kept to recognise an update sent again; then pruned
 PRUNE_SECONDS = 3600.0
-MAX_CLAIMS = 5  # a row claimed this often without being finished (it fails every time) is given up
+MAX_CLAIMS = 5  # a row taken over this often (its handling failed or its worker died each time) is given up
 
 
 async def take_over(inbox: ChannelInbox, single_process: bool) -> None:
@@ -133,8 +133,8 @@ class Worker:
     async def _see_through(self, row: InboxRow) -> None:
         """Answer a received row, then deliver its reply; a failure leaves the row to be claimed again."""
         try:
-            if row.claims > MAX_CLAIMS:
-                logger.error("update %s failed %d times; given up", row.update_id, row.claims - 1)
+            if row.claims - row.attempts > MAX_CLAIMS:  # claims beyond the outbox's own tries
+                logger.error("update %s failed %d times; given up", row.update_id, row.claims - row.attempts - 1)
                 await self.inbox.run(InboxStore.fail, row.id, self.inbox.worker)
                 return
             update = Update.de_json(row.payload, self.bot)
