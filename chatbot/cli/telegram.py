@@ -45,7 +45,7 @@ DEFAULT_API_URL = "https://api.telegram.org"
     show_envvar=True,
     metavar="SECRET",
     help="Secret Telegram sends with every update (A-Z, a-z, 0-9, _, -); a POST without it gets 403. "
-    "Default: a new random one at each start.",
+    "Default: a new random one at each start (several workers behind one URL need one shared secret).",
 )
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook mode: address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535), help="Webhook mode: port.")

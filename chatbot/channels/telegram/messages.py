@@ -30,12 +30,6 @@ def conversation_key(message: Message) -> str:
     return str(message.chat_id)
 
 
-def chat_and_sender(key: str) -> tuple[int, int]:
-    """The chat and the user of a conversation key (``conversation_key``)."""
-    chat, _, user = key.partition(":")
-    return int(chat), int(user or chat)
-
-
 def in_group(message: Message) -> bool:
     return message.chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
 
