@@ -521,7 +521,7 @@ def test_commands_use_the_configured_database_and_model(
     assert json.loads(run("index", str(sample_path)))["model"] == str(model)
     built: list[tuple[object, object]] = []  # telegram: which model and database the bot is built on
     command_module = importlib.import_module("chatbot.cli.telegram")  # chatbot.cli.telegram names the command
-    monkeypatch.setattr(command_module, "build_manager", lambda model, db, *rest: built.append((model, db)))
+    monkeypatch.setattr(command_module, "build_manager", lambda model, db, *rest, **options: built.append((model, db)))
     monkeypatch.setattr(chatbot.channels.telegram, "run_telegram", lambda *args: None)
     run("telegram", "--token", "1:x")
     assert [(used, str(engine_of(database).url)) for used, database in built] == [(model, db_url(tmp_path))]

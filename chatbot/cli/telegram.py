@@ -132,5 +132,7 @@ def telegram(
     with contextlib.ExitStack() as resources:
         batching = (max_batch, threads, resources) if max_batch > 1 else None
         database = open_db(db)
-        manager = build_manager(model, database, decode, quantize, session_timeout, batching)
+        # The inbox answers each chat's messages one at a time across processes (a row is leased to one worker,
+        # and only a chat's oldest unfinished row can be claimed), so no turn holds a connection for a lock.
+        manager = build_manager(model, database, decode, quantize, session_timeout, batching, cross_process_lock=False)
         run_telegram(token, api_url, manager, database, webhook, access)

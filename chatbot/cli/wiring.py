@@ -78,11 +78,15 @@ def build_manager(
     quantize: bool,
     idle_timeout: str,
     batching: tuple[int, int, contextlib.ExitStack] | None = None,
+    cross_process_lock: bool = True,
 ) -> DialogueManager:
     """The DialogueManager over the model and ``database`` (``open_db``), both checked before the first message;
     ``decode`` holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
     the stack that stops what it starts), replies asked for at the same moment are generated together
-    (micro_batch.py), by the model in a process of its own (model_process.py)."""
+    (micro_batch.py), by the model in a process of its own (model_process.py). ``cross_process_lock``: hold each
+    conversation's advisory lock on Postgres (a connection for the whole turn, generation included) so that
+    processes sharing the database answer it one message at a time; off where the channel orders each chat
+    across processes itself (the Telegram inbox)."""
     from chatbot.dialogue.generator import Generator
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.generation import ResponseGenerator
@@ -95,7 +99,7 @@ def build_manager(
     model_dir = model_dir or default_model_dir()
     generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
     generator.load()
-    shared_lock = conversation_lock(engine_of(database))
+    shared_lock = conversation_lock(engine_of(database)) if cross_process_lock else None
     answerer: Generator = generator
     if batching is not None:
         max_batch, threads, resources = batching

@@ -20,7 +20,6 @@ from chatbot.channels.telegram import TelegramApplication, Webhook, build_applic
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.storage.engine import open_database
-from chatbot.storage.locking import conversation_lock
 from chatbot.storage.store import sql_transaction
 from chatbot.storage.transactions import engine_of
 from tests.channels.fake_bot_api import FakeBotApi
@@ -35,8 +34,7 @@ pytestmark = pytest.mark.reliability
 async def worker(api: FakeBotApi, database_url: str, port: int) -> AsyncIterator[TelegramApplication]:
     """One webhook worker, as `chatbot telegram --webhook-url ... --port PORT --db URL` runs it."""
     database = open_database(database_url)
-    shared_lock = conversation_lock(engine_of(database))
-    manager = DialogueManager(EchoGenerator(), sql_transaction(database), shared_lock=shared_lock)
+    manager = DialogueManager(EchoGenerator(), sql_transaction(database))  # no advisory lock: the inbox orders chats
     app = build_application(TOKEN, api.url, manager, database, pace=False)
     assert app.updater is not None
     hook = Webhook(f"http://127.0.0.1:{port}/hook", WEBHOOK_SECRET, "127.0.0.1", port)

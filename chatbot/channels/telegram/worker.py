@@ -111,7 +111,8 @@ class Worker:
                     logger.error("cannot claim updates from the inbox: %s", error)
                     rows = []
                 for row in rows:
-                    self.in_hand[row.id] = asyncio.create_task(self._see_through(row))
+                    if row.id not in self.in_hand:  # else its lease ran out while in hand, and it is ours again
+                        self.in_hand[row.id] = asyncio.create_task(self._see_through(row))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
