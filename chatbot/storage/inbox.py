@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, bindparam, delete, exists, func, null, or_, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, delete, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.storage import models
 from chatbot.storage.contract import Clock, utc_now
@@ -70,30 +70,32 @@ def _aware(moment: datetime) -> datetime:
 
 # Every statement, built once (as in store.py). ``mine`` is one bot of one channel: two bots may share a database.
 # Bound parameters of an UPDATE never share a column's name, which SQLAlchemy keeps for the SET clause.
-_inbox, _earlier = models.InboxEntry, aliased(models.InboxEntry)
+_inbox = models.InboxEntry
 _mine = (_inbox.channel == bindparam("of_channel")) & (_inbox.bot == bindparam("of_bot"))
 _RECEIVE_VALUES = {"state": RECEIVED, "claims": 0, "reply_fixed_width": False, "parts_sent": 0, "attempts": 0}
 # Insert-if-absent, returning the new row's id: no id back means the update was stored before.
 _RECEIVE_SQLITE = sqlite.insert(_inbox).values(**_RECEIVE_VALUES).on_conflict_do_nothing().returning(_inbox.id)
 _RECEIVE_POSTGRES = postgresql.insert(_inbox).values(**_RECEIVE_VALUES).on_conflict_do_nothing().returning(_inbox.id)
-# Claimable: unfinished, due, its lease free or run out, and no older row of its chat unfinished (that one is first).
+# Claimable: the oldest unfinished row of its chat (a chat's rows are answered in order), due, and its lease free
+# or run out. The heads of the chats are found by grouping the unfinished rows, which a covering index keeps cheap:
+# 0.4 ms with 2,000 rows waiting on SQLite, against 9 ms for a NOT EXISTS probe per row (bench/telegram_inbox.py).
+_heads = (
+    select(func.min(_inbox.id).label("id"))
+    .where(_mine, _inbox.state.in_(UNFINISHED))
+    .group_by(_inbox.chat)
+    .subquery("heads")
+)
 _CLAIMABLE = (
     select(_inbox.id)
-    .where(_mine, _inbox.state.in_(UNFINISHED), _inbox.due_at <= bindparam("now"))
+    .join(_heads, _heads.c.id == _inbox.id)
+    # Unfinished again: on Postgres a row another claim finished meanwhile is locked and then checked against this
+    # outer condition on its new version, while the heads were computed on the older snapshot.
+    .where(_inbox.state.in_(UNFINISHED), _inbox.due_at <= bindparam("now"))
     .where(or_(_inbox.lease_until.is_(None), _inbox.lease_until < bindparam("now")))
-    .where(
-        ~exists().where(
-            _earlier.chat == _inbox.chat,
-            _earlier.id < _inbox.id,
-            _earlier.channel == _inbox.channel,
-            _earlier.bot == _inbox.bot,
-            _earlier.state.in_(UNFINISHED),
-        )
-    )
     .order_by(_inbox.id)
     .limit(bindparam("limit"))
 )
-_CLAIMABLE_SKIP_LOCKED = _CLAIMABLE.with_for_update(skip_locked=True)
+_CLAIMABLE_SKIP_LOCKED = _CLAIMABLE.with_for_update(skip_locked=True, of=_inbox)
 _by_ids = _inbox.id.in_(bindparam("ids", expanding=True))
 _LEASE = (
     update(_inbox)

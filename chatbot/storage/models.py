@@ -169,8 +169,8 @@ class InboxEntry(Base):
     __table_args__ = (
         CheckConstraint("state IN ('received', 'answered', 'delivered', 'failed')", name="state"),
         UniqueConstraint("channel", "bot", "update_id"),  # an update sent twice is stored once
-        Index("ix_inbox_state", "state", "id"),  # the unfinished rows, oldest first: what a worker claims from
-        Index("ix_inbox_chat", "chat", "id"),  # is an older row of this chat still unfinished?
+        # The unfinished rows of a bot, by chat: the oldest of each is what a worker may claim (covering the query).
+        Index("ix_inbox_unfinished", "channel", "bot", "state", "chat", "id"),
         Index("ix_inbox_finished", "finished_at"),  # what pruning deletes
         Index("ix_inbox_reply_turn", "reply_turn_id"),
     )

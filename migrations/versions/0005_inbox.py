@@ -49,8 +49,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox")),
         sa.UniqueConstraint("channel", "bot", "update_id", name=op.f("uq_inbox_channel")),
     )
-    op.create_index("ix_inbox_state", "inbox", ["state", "id"])
-    op.create_index("ix_inbox_chat", "inbox", ["chat", "id"])
+    op.create_index("ix_inbox_unfinished", "inbox", ["channel", "bot", "state", "chat", "id"])
     op.create_index("ix_inbox_finished", "inbox", ["finished_at"])
     op.create_index("ix_inbox_reply_turn", "inbox", ["reply_turn_id"])
 
