@@ -6,11 +6,17 @@ which the fake records in ``sent`` (``inject`` makes calls fail instead); ``wait
 bounded time, until enough answers have arrived. Like the real API, requests are form-encoded with JSON-encoded
 values, errors are HTTP status codes, an unknown method answers ``true``, and getUpdates confirms (drops) every
 update below its ``offset``.
+
+For long runs (bench/telegram_long_runs.py) the fake also keeps time, on ``time.monotonic()``: ``queued_at`` says
+when each update was queued (or made by ``text_update``), each SentMessage when it arrived (``at``), the message id
+the fake gave it and the message it quotes (``reply_to``); ``deliveries`` counts how often getUpdates handed each
+update to the bot (more than once: it was not confirmed in time, so it came again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import html
 import json
 import re
@@ -18,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -46,11 +52,16 @@ class ApiCall:
 @dataclass(frozen=True)
 class SentMessage:
     """A message the bot sent with sendMessage: its text as the user sees it (markup parsed), and the parse mode
-    it was sent with."""
+    it was sent with. Not compared (tests compare what the user sees): the ``message_id`` the fake gave it, the
+    id of the message it quotes (``reply_parameters``; None: it quotes none), and when it arrived
+    (``time.monotonic()``)."""
 
     chat_id: int
     text: str
     parse_mode: str | None = None
+    message_id: int = field(default=0, compare=False)
+    reply_to: int | None = field(default=None, compare=False)
+    at: float = field(default=0.0, compare=False)
 
 
 @dataclass
@@ -84,6 +95,8 @@ class FakeBotApi:
         self.max_poll_seconds = max_poll_seconds
         self.calls: list[ApiCall] = []
         self.sent: list[SentMessage] = []
+        self.deliveries: collections.Counter[int] = collections.Counter()  # update id: times getUpdates returned it
+        self.queued_at: dict[int, float] = {}  # update id: when it was queued or made (time.monotonic())
         self.url = ""
         self._updates: list[dict[str, Any]] = []
         self._every_update: dict[int, dict[str, Any]] = {}
@@ -129,6 +142,7 @@ class FakeBotApi:
     def text_update(self, chat_id: int, text: str) -> dict[str, Any]:
         """A new text-message update, not queued: for POSTing to a bot in webhook mode."""
         self._update_id += 1
+        self.queued_at[self._update_id] = time.monotonic()
         return {"update_id": self._update_id, "message": self._message(chat_id, **_text_fields(text))}
 
     def add_command(self, chat_id: int, command: str, argument: str = "") -> int:
@@ -176,9 +190,7 @@ class FakeBotApi:
         """Queue an update made of ``fields`` as they are (malformed ones too), numbered ``update_id`` (default: the
         next number); later updates are numbered after it, as Telegram's ids only grow."""
         self._update_id = self._update_id + 1 if update_id is None else max(update_id, self._update_id)
-        self._every_update[self._update_id] = {"update_id": self._update_id, **fields}
-        self._updates.append(self._every_update[self._update_id])
-        self._notify()
+        self._queue({"update_id": self._update_id, **fields})
         return self._update_id
 
     def inject(self, fault: Fault) -> None:
@@ -191,6 +203,10 @@ class FakeBotApi:
         self._notify()
 
     # Observing what the bot did.
+
+    def update(self, update_id: int) -> dict[str, Any]:
+        """The update numbered ``update_id`` as it was queued (KeyError for one never queued)."""
+        return self._every_update[update_id]
 
     def methods(self) -> list[str]:
         """The methods called so far, in order."""
@@ -237,7 +253,9 @@ class FakeBotApi:
         self._updates = [update for update in self._updates if self._deliverable(update)]
         timeout = min(float(params.get("timeout", 0)), self.max_poll_seconds)
         await self._wait_until(lambda: bool(self._updates) or self._closing, timeout)
-        return list(self._updates[: int(params.get("limit", 100))])
+        handed = self._updates[: int(params.get("limit", 100))]
+        self.deliveries.update(update["update_id"] for update in handed)
+        return list(handed)
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
         text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
@@ -251,10 +269,11 @@ class FakeBotApi:
         if utf16_units(text) > MAX_TEXT_UNITS:
             return _error(400, "Bad Request: message is too long")
         chat_id = int(params["chat_id"])
-        self.sent.append(SentMessage(chat_id, text, parse_mode))
-        self._notify()
         message = self._message(chat_id, text=text)
         message["from"] = BOT_USER
+        at = time.monotonic()
+        self.sent.append(SentMessage(chat_id, text, parse_mode, message["message_id"], _quoted(params), at))
+        self._notify()
         return _ok(message)
 
     async def _fail(self, fault: Fault) -> web.Response:
@@ -278,10 +297,14 @@ class FakeBotApi:
 
     def _add_update(self, kind: str, payload: dict[str, Any]) -> int:
         self._update_id += 1
-        self._every_update[self._update_id] = {"update_id": self._update_id, kind: payload}
-        self._updates.append(self._every_update[self._update_id])
-        self._notify()
+        self._queue({"update_id": self._update_id, kind: payload})
         return self._update_id
+
+    def _queue(self, update: dict[str, Any]) -> None:
+        self._every_update[update["update_id"]] = update
+        self.queued_at[update["update_id"]] = time.monotonic()
+        self._updates.append(update)
+        self._notify()
 
     def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         self._message_id += 1
@@ -355,6 +378,16 @@ def _text_fields(text: str) -> dict[str, Any]:
         offset = utf16_units(text[: mention.start()])
         entities.append({"type": "mention", "offset": offset, "length": utf16_units(mention.group())})
     return {"text": text, "entities": entities} if entities else {"text": text}
+
+
+def _quoted(params: dict[str, Any]) -> int | None:
+    """The id of the message a sendMessage quotes: ``reply_parameters`` (Bot API 7), or the older
+    ``reply_to_message_id``; None when it quotes none."""
+    quoted = params.get("reply_parameters")
+    if isinstance(quoted, dict) and quoted.get("message_id") is not None:
+        return int(quoted["message_id"])
+    older = params.get("reply_to_message_id")
+    return int(older) if older is not None else None
 
 
 def _parse_html(text: str) -> str | None:

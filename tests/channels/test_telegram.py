@@ -680,5 +680,6 @@ async def test_an_update_that_failed_again_and_again_is_given_up(
     api.add_text(OTHER_CHAT, "hello")
     assert await serve(api, echo, store, 1) == [SentMessage(OTHER_CHAT, "echo: hello")]
     with store.sessions() as session:
-        states = dict(session.execute(select(models.InboxEntry.update_id, models.InboxEntry.state)).tuples().all())
+        rows = session.execute(select(models.InboxEntry.update_id, models.InboxEntry.state)).all()
+    states = {update_id: state for update_id, state in rows}
     assert states[7] == "failed" and f"update 7 failed {MAX_CLAIMS} times; given up" in caplog.text

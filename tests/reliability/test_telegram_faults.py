@@ -5,7 +5,6 @@ outbox tries again, and texts no one would type, each against the loopback fake 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -184,19 +183,6 @@ async def test_malformed_updates_are_survived_and_every_other_chat_is_served(cap
 # No re-fetching
 
 
-class CountingApi(FakeBotApi):
-    """The fake Bot API, counting how often getUpdates hands each update to the bot."""
-
-    def __init__(self, token: str, max_poll_seconds: float) -> None:
-        super().__init__(token, max_poll_seconds)
-        self.handed: collections.Counter[int] = collections.Counter()
-
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        updates = await super()._get_updates(params)
-        self.handed.update(update["update_id"] for update in updates)
-        return updates
-
-
 class SlowForSome(EchoGenerator):
     """Echoes, taking a second over messages that say "slow"."""
 
@@ -218,7 +204,7 @@ async def test_getupdates_hands_each_update_over_at_most_1_1_times_over_a_run_wi
         Fault("getUpdates", 429, "Too Many Requests: retry after 1", retry_after=1),
         Fault("getUpdates", 504, "Gateway Timeout", delay=POLL_SECONDS + TIMEOUT + 0.5),
     ]
-    async with CountingApi(TOKEN, FAKE_POLL_SECONDS) as api, serving(api, SlowForSome(), pace=False):
+    async with FakeBotApi(TOKEN, FAKE_POLL_SECONDS) as api, serving(api, SlowForSome(), pace=False):
         api.inject(Fault("sendMessage", 502, "Bad Gateway", chat_id=603, times=2))
         api.inject(Fault("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=607, times=999))
         for number in range(10):
@@ -231,9 +217,9 @@ async def test_getupdates_hands_each_update_over_at_most_1_1_times_over_a_run_wi
         await wait_until(lambda: all(len(replies(api).get(chat, [])) == 10 for chat in served), "every answer", 60)
         await asyncio.sleep(0.5)  # time for a duplicate, which must not come
     assert all(len(replies(api)[chat]) == 10 for chat in served) and 607 not in replies(api)
-    assert len(api.handed) == 200
-    per_update = sum(api.handed.values()) / len(api.handed)
-    assert per_update <= 1.1, (per_update, api.handed.most_common(5))
+    assert len(api.deliveries) == 200
+    per_update = sum(api.deliveries.values()) / len(api.deliveries)
+    assert per_update <= 1.1, (per_update, api.deliveries.most_common(5))
 
 
 # One chat's sends hang; replies the outbox tries again

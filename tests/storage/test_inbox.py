@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from chatbot.dialogue.types import Role, Turn
 from chatbot.storage.engine import open_database
-from chatbot.storage.maintenance import database_stats
 from chatbot.storage.inbox import ANSWERED, DELIVERED, InboxTransaction, Outgoing, inbox_transaction
+from chatbot.storage.maintenance import database_stats
 from chatbot.storage.store import sql_transaction
 
 LEASE = timedelta(seconds=30)
