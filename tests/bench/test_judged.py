@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import io
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "judged.py"
+from tests.bench.scripts import load_script
+
 PROMPTS = [
     {"id": "first-a", "kind": "first", "turns": ["Hi there"]},
     {"id": "follow-a", "kind": "follow-up", "turns": ["good morning", "morning! did you sleep well?", "not really"]},
@@ -26,16 +24,7 @@ PROMPTS = [
 NAMES = ("alphamodel", "betamodel", "tfidfbase")
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_judged", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-judged = load_script()
+judged = load_script("judged.py")
 
 
 def write_prompts(path: Path, prompts: list[dict[str, object]] = PROMPTS) -> Path:

@@ -5,21 +5,18 @@ once and each chat's replies in order."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.bench.scripts import load_script
 from tests.channels.fake_bot_api import SentMessage
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "telegram_long_runs.py"
 SMALL_BOT = ("--threads", "1", "--max-batch", "1")  # one process per bot: the quickest start
 EXACTLY_ONCE = {"duplicates": 0, "missing": 0, "out_of_order": 0, "contradicted": 0}
 FAILURE_WORDS = {
@@ -30,16 +27,7 @@ FAILURE_WORDS = {
 }
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_telegram_long_runs", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-long_runs = load_script()
+long_runs = load_script("telegram_long_runs.py")
 
 
 def questions(chat: int, count: int, first_id: int) -> list[Any]:
