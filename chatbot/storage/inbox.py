@@ -55,7 +55,6 @@ class InboxRow:
     chat: str
     payload: dict[str, Any]
     state: str
-    received_at: datetime
     claims: int
     reply: Outgoing | None
     answered_at: datetime | None
@@ -108,7 +107,6 @@ _READ = select(
     _inbox.chat,
     _inbox.payload,
     _inbox.state,
-    _inbox.received_at,
     _inbox.claims,
     _inbox.reply_text,
     _inbox.reply_fixed_width,
@@ -254,7 +252,6 @@ def _row(row: Any) -> InboxRow:
         row.chat,
         row.payload or {},
         row.state,
-        _aware(row.received_at),
         row.claims,
         reply,
         answered_at,
