@@ -652,20 +652,30 @@ def score_sheet(args: argparse.Namespace) -> None:
 # --- the command line -------------------------------------------------------------------------------------------
 
 
+def add_sheet_options(sheet: argparse.ArgumentParser) -> None:
+    """The options of a command that writes a sheet (this one's and candidate_pool.py's)."""
+    sheet.add_argument("--prompts", type=Path, required=True, help="the prompt set, JSON lines")
+    sheet.add_argument("--out", type=Path, required=True, help="directory for the sheet, templates and key")
+    sheet.add_argument("--parts", type=int, default=1, help="also split the sheet into this many, one per rater")
+    sheet.add_argument("--shuffle-seed", type=int, default=0, help="seeds the order of replies on the sheet")
+    sheet.add_argument("--force", action="store_true", help="write over a directory that is not empty")
+
+
+def add_ratings_options(reader: argparse.ArgumentParser) -> None:
+    """The options of a command that reads a filled sheet."""
+    reader.add_argument("dir", type=Path, help="the directory `sheet` wrote")
+    reader.add_argument("--ratings", type=Path, nargs="+", action="extend", help="default: filled ratings*.csv")
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(required=True)
     sheet = commands.add_parser("sheet", help="generate the replies and write the blind sheet and its key")
-    sheet.add_argument("--prompts", type=Path, required=True, help="the prompt set, JSON lines")
-    sheet.add_argument("--out", type=Path, required=True, help="directory for the sheet, templates and key")
+    add_sheet_options(sheet)
     sheet.add_argument("--system", action="append", required=True, metavar="NAME=SPEC", help="a system (repeat)")
-    sheet.add_argument("--parts", type=int, default=1, help="also split the sheet into this many, one per rater")
-    sheet.add_argument("--shuffle-seed", type=int, default=0, help="seeds the order of replies on the sheet")
-    sheet.add_argument("--force", action="store_true", help="write over a directory that is not empty")
     sheet.set_defaults(run=make_sheet)
     scorer = commands.add_parser("score", help="join the filled ratings with the key and print the scores")
-    scorer.add_argument("dir", type=Path, help="the directory `sheet` wrote")
-    scorer.add_argument("--ratings", type=Path, nargs="+", action="extend", help="default: filled ratings*.csv")
+    add_ratings_options(scorer)
     scorer.add_argument("--versus", metavar="SYSTEM", help="paired differences of the mean against this system")
     scorer.add_argument("--bootstrap", type=int, default=10000, help="resamples of the prompts for intervals")
     scorer.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples")
@@ -673,16 +683,22 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_command(commands: argparse.ArgumentParser, script: str, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` (default: the process's) with ``commands`` and run the chosen subcommand, its command line
+    kept in ``args.command``; a ChatbotError is one line on stderr and exit status 2."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(arguments)
-    args.command = ["bench/judged.py", *arguments]
+    args = commands.parse_args(arguments)
+    args.command = [script, *arguments]
     try:
         args.run(args)
     except ChatbotError as error:
         print(" ".join(str(error).split("\n")), file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(parser(), "bench/judged.py", argv)
 
 
 if __name__ == "__main__":
