@@ -6,15 +6,16 @@ whole pools tells them apart, and lets any scoring be tried offline against the 
 
 ``sheet`` retrieves each prompt's candidates as the shipped decoding does (int8 weights, ``--retrieved`` replies,
 deduplicated, cut to what the model can say whole), records each candidate's features in features.jsonl (its
-log-probability after the context and after the neutral context, its pieces, its relevance and whether it mentions
-the message's topic), and writes every candidate on a blind sheet in judged.py's format (the rubric, lowercased,
-shuffled per prompt, one id per distinct text, ``--parts`` for several raters) with the key apart.
+log-probability after the context and after the neutral context, its pieces and its relevance), and writes every
+candidate on a blind sheet in judged.py's format (the rubric, lowercased, shuffled per prompt, one id per distinct
+text, ``--parts`` for several raters) with the key apart.
 
 ``fit`` joins the filled ratings with the features and prints the pool's ceiling (the mean rating of each prompt's
-best candidate), the mean of all candidates, and the mean rating of what each scoring of a grid would have sent:
+best candidate), the mean of all candidates, and the mean rating of what each scoring of a grid would have sent
+(and, as the honest figure for tuning, the best scoring of half the prompts rated on the other half):
 
     (log p(T|S) - mmi_weight * log p(T|neutral)) / length_penalty(|T| + 1, length_penalty)
-        + retrieval_weight * relevance + mention_weight * mentions
+        + retrieval_weight * relevance
 
 the model's own decoding marked among them. Tune on bench/judged/dev_prompts.jsonl, never on the judged prompts.
 
@@ -53,7 +54,6 @@ GRID = {
     "mmi_weight": (0.0, 0.3, 0.5, 0.7, 0.9, 1.0),
     "length_penalty": (0.0, 0.6, 1.0, 1.5),
     "retrieval_weight": (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0),
-    "mention_weight": (0.0, 0.5, 1.0, 2.0),
 }
 
 
@@ -65,7 +65,6 @@ class Features:
     context_free: float  # log p(T + eos | neutral context)
     pieces: int  # |T| + 1
     relevance: float
-    mentions: bool
 
 
 # --- the sheet ---------------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ def candidates_of(generator: ResponseGenerator, index: ReplyIndex, prompt: judge
         scores = target_log_probs(bundle.model, encoded, rows, targets + targets, tokenizer.bos_id)
     fitted, free = scores[: len(targets)], scores[len(targets) :]
     return {
-        judged.normalize(tokenizer.decode_clean(c.tokens)): Features(a, b, len(c.tokens) + 1, c.relevance, c.mentions)
+        judged.normalize(tokenizer.decode_clean(c.tokens)): Features(a, b, len(c.tokens) + 1, c.relevance)
         for c, a, b in zip(pooled, fitted, free, strict=True)
     }
 
@@ -136,13 +135,12 @@ class Pool:
     context_free: np.ndarray
     pieces: np.ndarray
     relevance: np.ndarray
-    mentions: np.ndarray
 
     def pick(self, weights: dict[str, float]) -> float:
         """The rating of the candidate the scoring with ``weights`` would send."""
         penalty = np.array([length_penalty(int(n), weights["length_penalty"]) for n in self.pieces])
         score = (self.log_prob - weights["mmi_weight"] * self.context_free) / penalty
-        score = score + weights["retrieval_weight"] * self.relevance + weights["mention_weight"] * self.mentions
+        score = score + weights["retrieval_weight"] * self.relevance
         return float(self.rating[int(np.argmax(score))])
 
 
@@ -159,7 +157,7 @@ def read_pools(directory: Path, chosen: Sequence[Path] | None) -> list[Pool]:
     ]
 
 
-FEATURES = ("rating", "log_prob", "context_free", "pieces", "relevance", "mentions")
+FEATURES = ("rating", "log_prob", "context_free", "pieces", "relevance")
 
 
 def fit(args: argparse.Namespace) -> None:
@@ -171,13 +169,23 @@ def fit(args: argparse.Namespace) -> None:
         chosen = [p for p in pools if kind in ("all", p.kind)]
         if not chosen:
             continue
+        picks = np.array([[p.pick(weights) for p in chosen] for weights in grid])  # (scorings, prompts)
         print(f"\n### {kind}: {len(chosen)} prompts, {sum(len(p.rating) for p in chosen)} candidates")
         print(f"ceiling (best candidate) {np.mean([p.rating.max() for p in chosen]):.2f}; ", end="")
         print(f"all candidates {np.mean(np.concatenate([p.rating for p in chosen])):.2f}; ", end="")
         print(f"the model's decoding {np.mean([p.pick(shipped) for p in chosen]):.2f} ({_show(shipped)})")
-        means = sorted(((np.mean([p.pick(w) for p in chosen]), i) for i, w in enumerate(grid)), reverse=True)
-        for mean, i in means[: args.top]:
-            print(f"  {mean:.2f}  {_show(grid[i])}")
+        if len(chosen) >= 2:
+            print(f"the best scoring chosen on half the prompts, rated on the other half: {_held_out(picks):.2f}")
+        for i in np.argsort(-picks.mean(axis=1), kind="stable")[: args.top]:
+            print(f"  {picks[i].mean():.2f}  {_show(grid[i])}")
+
+
+def _held_out(picks: np.ndarray) -> float:
+    """What tuning is worth: the mean rating of the best scoring of the even prompts on the odd ones, and the other
+    way round, averaged. The best of hundreds of scorings on the same prompts flatters itself."""
+    halves = (np.arange(picks.shape[1]) % 2 == 0, np.arange(picks.shape[1]) % 2 == 1)
+    rated = [picks[int(np.argmax(picks[:, tune].mean(axis=1))), test].mean() for tune, test in (halves, halves[::-1])]
+    return float(np.mean(rated))
 
 
 def _show(weights: dict[str, float]) -> str:

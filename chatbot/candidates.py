@@ -7,15 +7,11 @@ what each is good at: the model is a better judge of fit than it is a writer.
 Every candidate of a context is scored in one teacher-forced batch (search/scoring.py) as
 
     (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1) + retrieval_weight * relevance(T)
-        + mention_weight * mentions(T)
 
 the first term the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context,
 so a reply that fits any message ("hi!", "lol") gains nothing over one that fits this message. ``relevance`` is
 a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
 closely the message it answered matches this one, which a small model judges worse than the index does.
-``mentions`` is 1 for a retrieved reply that names one of the informative words of the message that found it
-(reply_index.py), else 0: the small model barely tells "snow one day, super warm the next" from "that's so cool"
-as an answer to "it snowed last night!", and a reply that names the topic is more often about it.
 """
 
 from __future__ import annotations
@@ -40,14 +36,13 @@ GENERATED = "generated"
 @dataclass(frozen=True)
 class Candidate:
     """A possible reply as piece ids (without bos/eos), where it came from (``generated``, or the id of the
-    training conversation it was retrieved from), its relevance and mentions (see the module docstring), and its
-    whole context-free log-probability where the reply index knows it (None: scored here)."""
+    training conversation it was retrieved from), its relevance (see the module docstring), and its whole
+    context-free log-probability where the reply index knows it (None: scored here)."""
 
     tokens: list[int]
     source: str
     relevance: float = 0.0
     context_free: float | None = None
-    mentions: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def pool(
     best = max((r.score for r in retrieved), default=1.0)
     found = [Candidate(h.tokens, GENERATED) for h in generated]
     found += [
-        Candidate(ids, r.conversation, r.score / best, r.context_free, r.mentions)
+        Candidate(ids, r.conversation, r.score / best, r.context_free)
         for r, ids in zip(retrieved, retrieved_ids, strict=True)
     ]
     for candidate in found:
@@ -124,7 +119,7 @@ def choose(
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1
         score = (log_prob - config.mmi_weight * context_free) / length_penalty(pieces, config.length_penalty)
-        score += config.retrieval_weight * candidate.relevance + config.mention_weight * candidate.mentions
+        score += config.retrieval_weight * candidate.relevance
         current = best[row]
         if current is None or score > current.score:
             best[row] = Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces))

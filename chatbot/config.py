@@ -181,8 +181,7 @@ class DecodeConfig:
     ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
     log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
     length-normalised by ``length_penalty``, plus ``retrieval_weight`` times a retrieved reply's relevance (its
-    BM25 score over the best of its context's), plus ``mention_weight`` if it mentions one of the message's
-    informative words (candidates.py).
+    BM25 score over the best of its context's; candidates.py).
     """
 
     max_length: int = field(default=32, metadata={"help": "Longest reply, in pieces."})
@@ -260,20 +259,6 @@ class DecodeConfig:
         metadata={
             "help": "Candidates: add this times a retrieved reply's relevance (its BM25 score over "
             "the best retrieved one's, 0 for a generated reply) to its score."
-        },
-    )
-    retrieval_phrases: bool = field(
-        default=False,
-        metadata={
-            "help": "Candidates: rank training messages by the user's adjacent word pairs too "
-            '("broke up", "can\'t sleep"), not by the words alone (true/false).'
-        },
-    )
-    mention_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Candidates: add this to the score of a retrieved reply that mentions one of "
-            "the user's informative words (the rarest ones that found it)."
         },
     )
 

@@ -195,7 +195,7 @@ class ResponseGenerator:
         if config.candidates == GENERATED or self._index is None:
             return [[] for _ in messages]
         index = self._index.result()  # waits for the opening, or raises what went wrong in it
-        return [index.search(message, config.retrieved, config.retrieval_phrases) for message in messages]
+        return [index.search(message, config.retrieved) for message in messages]
 
 
 def _open_in_background(path: Path) -> Future[ReplyIndex]:

@@ -12,22 +12,14 @@ One SQLite file (``reply_index.sqlite3`` in a model directory), written here and
 - ``meta``: the format version and how many replies there are.
 
 Search is BM25 over the words of the message. A row must contain at least one *informative* word (one of the
-four rarest words, each in at most 2% of the keys; or else the rarest word) and is ranked by all of them, and with
-``phrases`` by the message's adjacent word pairs as well: a key that says "broke up" outranks one that says "broke"
-and "up" apart, and "can't sleep" one that only says "can't". Scoring
+four rarest words, each in at most 2% of the keys; or else the rarest word) and is ranked by all of them. Scoring
 every key that contains "you" or "do" made a query 30-100 ms on the chitchat index; informative words alone made
 it p50 8.6 / p95 37 ms on long held-out messages, and the four rarest 5.5 / 12 ms with 85% of the same top ten.
 "What do you do for a living" still prefers keys that ask about work over keys that merely say "living".
-
-Each reply found also says whether it *mentions* one of the informative words that selected it (after a light
-stemming: "snowed" mentions "snow", "puppies" "puppy"): a reply that names the message's topic is more likely to
-answer it than one that only matched its key ("that's so cool" to any news). Candidates may weigh that
-(candidates.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import sqlite3
@@ -46,20 +38,17 @@ INFORMATIVE_SHARE = 0.02  # a word in more keys than this share ranks rows but d
 MOST_INFORMATIVE = 4  # rarer words select rows; more of them slow a long message's query for little change
 MAX_QUERY_WORDS = 32  # a 4,096-character message is searched by its first words only
 WORD = re.compile(r"\w+")
-SUFFIXES = (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))  # a light stemmer, for mentions only
 
 
 @dataclass(frozen=True)
 class Retrieved:
     """A training reply found for a message: its text, the training conversation it came from, its BM25 score
-    (higher is closer), its log-probability after the neutral context, eos included, under the model, and whether
-    it mentions one of the message's informative words (see the module docstring)."""
+    (higher is closer), and its log-probability after the neutral context, eos included, under the model."""
 
     text: str
     conversation: str
     score: float
     context_free: float
-    mentions: bool = False
 
 
 def build(path: Path, entries: Iterable[tuple[str, str, str, float]]) -> int:
@@ -137,44 +126,35 @@ class ReplyIndex:
     def close(self) -> None:
         self._database.close()
 
-    def search(self, message: str, limit: int, phrases: bool = False) -> list[Retrieved]:
-        """Up to ``limit`` replies whose training message is closest to ``message`` by BM25 (with ``phrases``,
-        ranked by its adjacent word pairs too), best first, each saying whether it mentions the message's topic;
-        none when no word of the message occurs in the index."""
-        said = WORD.findall(message.lower())[: MAX_QUERY_WORDS * 4]
-        words = list(dict.fromkeys(said))[:MAX_QUERY_WORDS]
+    def search(self, message: str, limit: int) -> list[Retrieved]:
+        """Up to ``limit`` replies whose training message is closest to ``message`` by BM25, best first; none
+        when no word of the message occurs in the index."""
+        words = list(dict.fromkeys(WORD.findall(message.lower())))[:MAX_QUERY_WORDS]
         if not words or limit < 1:
             return []
-        known = sorted((word for word in words if word in self._counts), key=self._counts.__getitem__)
-        if not known:
+        query = self._query(words)
+        if query is None:
             return []
-        share = INFORMATIVE_SHARE * len(self._replies)
-        topical = [word for word in known if self._counts[word] <= share][:MOST_INFORMATIVE]
-        ranked = list(map(_quoted, known))
-        if phrases:
-            pairs = (f"{a} {b}" for a, b in itertools.pairwise(said) if a in self._counts and b in self._counts)
-            ranked += list(map(_quoted, dict.fromkeys(pairs)))[:MAX_QUERY_WORDS]
-        query = f"({' OR '.join(map(_quoted, topical or known[:1]))}) AND ({' OR '.join(ranked)})"
         with self._lock:  # the one connection
             rows = self._database.execute(
                 "SELECT rowid, bm25(keys) FROM keys WHERE keys MATCH ? ORDER BY bm25(keys) LIMIT ?", (query, limit)
             ).fetchall()
-        stems = {_stem(word) for word in topical}
         found = []
         for row, rank in rows:
             text, conversation, context_free = self._replies[row]
             name = str(self._conversations[int(conversation)])
-            mentions = any(_stem(word) in stems for word in WORD.findall(str(text).lower()))
-            found.append(Retrieved(str(text), name, -float(rank), float(context_free), mentions))
+            found.append(Retrieved(str(text), name, -float(rank), float(context_free)))
         return found
 
-
-def _stem(word: str) -> str:
-    """``word`` without one common inflection, where at least three letters remain ("snowed" -> "snow")."""
-    for suffix, replacement in SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + replacement
-    return word
+    def _query(self, words: list[str]) -> str | None:
+        """The FTS5 query: (an informative word) AND (any word), or None when no word is in the index."""
+        counts = self._counts
+        known = sorted((word for word in words if word in counts), key=counts.__getitem__)
+        if not known:
+            return None
+        share = INFORMATIVE_SHARE * len(self._replies)
+        informative = [word for word in known if counts[word] <= share][:MOST_INFORMATIVE] or known[:1]
+        return f"({' OR '.join(map(_quoted, informative))}) AND ({' OR '.join(map(_quoted, known))})"
 
 
 def _quoted(word: str) -> str:

@@ -21,15 +21,10 @@ from chatbot.training import checkpoint
 
 def test_pool_keeps_each_reply_once_and_drops_what_cannot_be_said_whole() -> None:
     generated = [Hypothesis([5, 6], -1.0, -1.0), Hypothesis([7], -2.0, -2.0)]
-    retrieved = [
-        Retrieved("a", "c1", 3.0, -1.0),
-        Retrieved("b", "c2", 2.0, -2.0),
-        Retrieved("c", "c3", 1.0, -3.0, True),
-    ]
+    retrieved = [Retrieved("a", "c1", 3.0, -1.0), Retrieved("b", "c2", 2.0, -2.0), Retrieved("c", "c3", 1.0, -3.0)]
     found = pool(generated, retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=3)
     # "a" repeats a generated reply and "b" is too long; relevance is the BM25 score over the best one's.
-    expected = [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3, -3.0, True)]
-    assert found == expected
+    assert found == [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3, -3.0)]
     longer = pool([], retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=4, min_pieces=2)
     assert [c.source for c in longer] == ["c1", "c2"]  # "c" is shorter than the minimum length
 
@@ -38,49 +33,35 @@ def _ids(bundle: checkpoint.ModelBundle, text: str) -> list[int]:
     return bundle.tokenizer.encode(text)
 
 
-@pytest.mark.parametrize(
-    ("mmi_weight", "retrieval_weight", "mention_weight"),
-    [(0.0, 0.0, 0.0), (0.7, 0.0, 0.0), (0.5, 100.0, 0.0), (0.5, 0.0, 100.0)],
-)
+@pytest.mark.parametrize(("mmi_weight", "retrieval_weight"), [(0.0, 0.0), (0.7, 0.0), (0.5, 100.0)])
 def test_choose_scores_every_candidate_as_documented(
-    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float, mention_weight: float
+    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float
 ) -> None:
     bundle = checkpoint.load(tiny_model_dir)
     model, tok = bundle.model, bundle.tokenizer
-    config = DecodeConfig(
-        mmi_weight=mmi_weight,
-        mmi_prefix=2,
-        length_penalty=0.6,
-        retrieval_weight=retrieval_weight,
-        mention_weight=mention_weight,
-    )
+    config = DecodeConfig(mmi_weight=mmi_weight, mmi_prefix=2, length_penalty=0.6, retrieval_weight=retrieval_weight)
     source = _ids(bundle, "<usr> do you have any pets?")
     replies = [_ids(bundle, text) for text in ("yes, a cat named pepper", "mushrooms and olives", "hello")]
     neutral = _ids(bundle, "<usr>")
     with torch.no_grad():
         fitted = target_log_probs(model, model.encode(torch.tensor([source])), [0, 0, 0], [[*r, 3] for r in replies], 2)
         anti = prefix_log_probs(model, replies, neutral, 2, 3, 2)
-    relevance, mentions = [0.2, 1.0, 0.5], [False, False, True]
+    relevance = [0.2, 1.0, 0.5]
     expected = [
-        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel + mention_weight * named
-        for lp, lm, r, rel, named in zip(fitted, anti, replies, relevance, mentions, strict=True)
+        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel
+        for lp, lm, r, rel in zip(fitted, anti, replies, relevance, strict=True)
     ]
-    candidates = [
-        Candidate(r, f"c{i}", rel, mentions=named)
-        for i, (r, rel, named) in enumerate(zip(replies, relevance, mentions, strict=True))
-    ]
+    candidates = [Candidate(r, f"c{i}", rel) for i, (r, rel) in enumerate(zip(replies, relevance, strict=True))]
     (best,) = choose(model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, config)
     winner = max(range(3), key=expected.__getitem__)
     assert best is not None
     assert (best.tokens, best.source) == (replies[winner], f"c{winner}")
     assert best.score == pytest.approx(expected[winner], abs=1e-5)
     assert best.confidence == pytest.approx(math.exp(fitted[winner] / (len(replies[winner]) + 1)), rel=1e-5)
-    if retrieval_weight:
-        assert best.tokens == replies[1]  # a heavy enough relevance prior outweighs the model
-    elif mention_weight:
-        assert best.tokens == replies[2]  # and so does a heavy enough weight on naming the message's topic
-    else:
+    if not retrieval_weight:
         assert best.tokens == replies[0]  # the tiny model learned this answer to this question
+    else:
+        assert best.tokens == replies[1]  # a heavy enough relevance prior outweighs the model
 
 
 def test_choose_batches_contexts_and_reports_none_without_candidates(tiny_model_dir: Path) -> None:

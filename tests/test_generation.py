@@ -114,12 +114,3 @@ def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Pa
     (copy / FILE_NAME).write_bytes(bytes(data))
     with pytest.raises(ModelError, match=f"{FILE_NAME} is not the file saved with this model"):
         checkpoint.load(copy)
-
-
-def test_mention_weight_is_a_decoding_setting_kept_in_provenance(tiny_indexed_model_dir: Path) -> None:
-    from chatbot.config import DecodeConfig
-
-    config = DecodeConfig(candidates="retrieved", mention_weight=1.5)
-    reply = ResponseGenerator(tiny_indexed_model_dir, config).reply([Turn(Role.USER, "so do you have any pets?")])
-    assert (reply.text, reply.source) == ("yes, a cat named pepper", "sample-4")
-    assert reply.decoding["mention_weight"] == 1.5

@@ -87,20 +87,3 @@ def test_only_the_rarest_informative_words_select_rows(tmp_path: Path) -> None:
     build(path, rare + common + [(f"other {n}", "x", f"o{n}", -1.0) for n in range(300)])
     found = {r.conversation for r in ReplyIndex(path).search("a b c d e f", 20)}
     assert found == {"a", "b", "c", "d"}  # the four rarest (ties keep the message's order)
-
-
-def test_a_reply_mentions_the_informative_words_that_found_it_stemmed(tmp_path: Path) -> None:
-    entries = [
-        ("it snowed all night", "snow one day, sun the next", "names-it", -3.0),
-        ("it snowed again", "that's so cool", "generic", -3.0),
-        ("i got two puppies", "what breed is your puppy?", "plural", -3.0),
-        *((f"filler it {n}", "ok", f"f{n}", -1.0) for n in range(100)),
-    ]
-    path = tmp_path / "index.sqlite3"
-    build(path, entries)
-    index = ReplyIndex(path)
-    found = {r.conversation: r.mentions for r in index.search("it snowed last night!", 5)}
-    assert found == {"names-it": True, "generic": False}
-    assert [r.mentions for r in index.search("puppies", 5)] == [True]
-    # "it" is in every key: it selects when nothing rarer is known, but a reply saying "it" mentions nothing.
-    assert not any(r.mentions for r in index.search("it", 200))

@@ -69,6 +69,18 @@ def test_fit_reports_the_ceiling_and_what_each_scoring_picks(sheet: Path, tmp_pa
     assert len(scorings) == 3 and scorings[0].startswith("  5.00")  # some scoring picks both right replies
     mean = sum(5 if r["text"] in best else 1 for r in rows) / len(rows)
     assert f"all candidates {mean:.2f}" in all_prompts
+    # Tuned on one prompt and rated on the other: at most what the best scoring of both gets.
+    held_out = float(all_prompts.split("rated on the other half: ")[1].split()[0])
+    assert 1.0 <= held_out <= 5.0
+
+
+def test_held_out_tuning_rates_each_half_s_choice_on_the_other() -> None:
+    import numpy as np
+
+    # Scoring 0 is best on the even prompts (0, 2), scoring 1 on the odd ones (1, 3).
+    picks = np.array([[5.0, 1.0, 5.0, 1.0], [1.0, 4.0, 2.0, 4.0]])
+    # Even-tuned (scoring 0) rates 1 on the odd prompts; odd-tuned (scoring 1) rates 1.5 on the even ones.
+    assert pools._held_out(picks) == pytest.approx((1.0 + 1.5) / 2)
 
 
 def test_a_pool_s_pick_follows_the_documented_score() -> None:
@@ -81,9 +93,8 @@ def test_a_pool_s_pick_follows_the_documented_score() -> None:
         context_free=np.array([-2.5, -12.0]),
         pieces=np.array([3.0, 5.0]),
         relevance=np.array([1.0, 0.5]),
-        mentions=np.array([0.0, 1.0]),
     )
-    plain = {"mmi_weight": 0.0, "length_penalty": 0.0, "retrieval_weight": 0.0, "mention_weight": 0.0}
+    plain = {"mmi_weight": 0.0, "length_penalty": 0.0, "retrieval_weight": 0.0}
     assert pool.pick(plain) == 1.0  # the likelier reply
     assert pool.pick(plain | {"mmi_weight": 1.0}) == 5.0  # -8 + 12 beats -2 + 2.5
-    assert pool.pick(plain | {"mention_weight": 7.0}) == 5.0
+    assert pool.pick(plain | {"mmi_weight": 1.0, "retrieval_weight": 8.0}) == 1.0  # 0.5 + 8 beats 4 + 4
