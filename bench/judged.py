@@ -11,7 +11,9 @@ fluent and rated >= 4 shares, and its empty and looping replies; with --versus, 
 against one system; for all prompts and per prompt kind. It writes the same figures to scores.json.
 
 A system is NAME=SPEC, the SPEC a comma-separated list of key=value:
-    model=DIR[,quantized=true|false][,seed=N][,FIELD=VALUE...]   FIELD any chatbot.config.DecodeConfig field
+    model=DIR[,quantized=true|false][,seed=N][,persona=FILE|none][,FIELD=VALUE...]
+        FIELD any chatbot.config.DecodeConfig field; persona as `chatbot chat --persona` (default: the model
+        directory's persona.yaml if it has one)
     baseline=tfidf[,data=SOURCE]   the training reply whose context's last turn is nearest the user's (TF-IDF)
 
     python bench/judged.py sheet --prompts bench/judged/prompts.jsonl --out DIR --system NAME=SPEC ...
@@ -44,6 +46,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from chatbot.config import ContextConfig, DataConfig, DecodeConfig
 from chatbot.corpora import load_corpora
+from chatbot.dialogue.persona import Persona, persona_for
 from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import ChatbotError, DataError
 from chatbot.generation import ResponseGenerator
@@ -58,7 +61,7 @@ SCORES = ("1", "2", "3", "4", "5")
 YES_NO = {"yes": True, "no": False}
 BOOLEANS = {"true": True, "false": False}
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-MODEL_KEYS = ("model", "quantized", "seed")
+MODEL_KEYS = ("model", "quantized", "seed", "persona")
 BASELINE_KEYS = ("baseline", "data")
 BATCH_SIZE = 16  # histories decoded at once: the speed of batching at a small model's memory
 EMPTY_REPLY = "(empty reply)"
@@ -140,12 +143,14 @@ class System(Protocol):
 
 
 class ModelSystem:
-    """A model directory decoding with ``config``; sampled replies draw from torch's generator seeded with ``seed``."""
+    """A model directory decoding with ``config``, answering from ``persona`` what matches it, as the chat does;
+    sampled replies draw from torch's generator seeded with ``seed``."""
 
-    def __init__(self, generator: ResponseGenerator, config: DecodeConfig, seed: int) -> None:
+    def __init__(self, generator: ResponseGenerator, config: DecodeConfig, seed: int, persona: Persona | None) -> None:
         self.generator = generator
         self.config = config
         self.seed = seed
+        self.persona = persona
 
     def replies(self, histories: Sequence[Sequence[Turn]]) -> list[str | None]:
         torch.manual_seed(self.seed)
@@ -155,11 +160,13 @@ class ModelSystem:
                 generated.text
                 for generated in self.generator.replies(histories[start : start + BATCH_SIZE], self.config)
             )
-        return texts
+        answers = [self.persona.answer(history[-1].text) if self.persona else None for history in histories]
+        return [text if answer is None else answer.reply for text, answer in zip(texts, answers, strict=True)]
 
     def describe(self) -> dict[str, Any]:
-        """The model's name with its weights' hash, and every decoding setting used."""
-        return {"model": self.generator.model_name, "decode": dataclasses.asdict(self.config)}
+        """The model's name with its weights' hash, every decoding setting used, and the persona file."""
+        persona = str(self.persona.path) if self.persona else None
+        return {"model": self.generator.model_name, "decode": dataclasses.asdict(self.config), "persona": persona}
 
 
 class TfidfBaseline:
@@ -219,6 +226,7 @@ def model_system(name: str, spec: dict[str, str]) -> ModelSystem:
     quantized = convert(name, "quantized", spec.get("quantized", "true"), True)  # int8, as `chatbot chat` runs
     try:
         generator = ResponseGenerator(Path(spec["model"]), quantized=quantized)
+        persona = persona_for(Path(spec["model"]), spec.get("persona"))
     except ChatbotError as error:
         raise ChatbotError(f"--system {name}: {error}") from error
     defaults = generator.decode_config
@@ -229,7 +237,7 @@ def model_system(name: str, spec: dict[str, str]) -> ModelSystem:
         config = dataclasses.replace(defaults, **overrides)
     except ChatbotError as error:
         raise ChatbotError(f"--system {name}: {error}") from error
-    return ModelSystem(generator, config, convert(name, "seed", spec.get("seed", "0"), 0))
+    return ModelSystem(generator, config, convert(name, "seed", spec.get("seed", "0"), 0), persona)
 
 
 def baseline_system(name: str, spec: dict[str, str]) -> TfidfBaseline:

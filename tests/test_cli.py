@@ -528,3 +528,21 @@ def test_commands_use_the_configured_database_and_model(
     assert not (tmp_path / "data").exists()  # the default database in the user data directory was never made
     with_options = {path for path, command in _commands(cli) if {"db", "model"} & {p.name for p in command.params}}
     assert with_options <= ran, f"add these commands to this test: {sorted(with_options - ran)}"
+
+
+def test_chat_answers_from_a_persona_file_and_refuses_a_bad_one(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    persona = tmp_path / "persona.yaml"
+    persona.write_text('answers:\n  - about: name\n    patterns: ["your name"]\n    reply: "i am tiny."\n')
+    base = ["chat", "--model", str(tiny_model_dir), "--db", db_url(tmp_path)]
+    answered = runner.invoke(cli, [*base, "--persona", str(persona)], input="what's your name?\n/why\n")
+    assert answered.exit_code == 0, answered.output
+    assert answered.stdout.splitlines()[0] == "i am tiny."
+    assert "Source: the bot's persona (its answer about name), not the model" in answered.stdout
+    plain = runner.invoke(cli, [*base, "--persona", "none"], input="what's your name?\n")
+    assert plain.exit_code == 0 and plain.stdout.strip() != "i am tiny."  # the model's own answer
+    persona.write_text('answers:\n  - about: name\n    patterns: ["(unclosed"]\n    reply: "x"\n')
+    refused = runner.invoke(cli, [*base, "--persona", str(persona)], input="hi\n")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.stderr.strip().startswith(f"Error: {persona}:3: not a regular expression")

@@ -50,6 +50,17 @@ def test_first_run_chat_replies_and_stores_both_turns(monkeypatch: pytest.Monkey
     assert rows == [("user", "hello"), ("bot", replies[0]), ("user", "how are you?"), ("bot", replies[1])]
 
 
+def test_the_shipped_bot_says_who_it_is_from_its_persona(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CHATBOT_PERSONA", raising=False)
+    result = CliRunner().invoke(
+        cli, ["chat", "--db", f"sqlite:///{tmp_path / 'c.db'}"], input="what's your name?\nare you a robot?\n"
+    )
+    assert result.exit_code == 0, result.output
+    name, robot = result.stdout.splitlines()
+    assert name == "i'm chitchat, a chatbot. what's your name?"
+    assert robot.startswith("i'm a chatbot, not a person")
+
+
 def test_recorded_figures_match_a_fresh_eval_of_a_slice() -> None:
     """evaluation.json (bench/default_model_eval.py) holds `chatbot eval` of a slice of the test split; measured
     again now, it gives the same perplexity and reply figures (sampling is seeded; threads may round differently)."""

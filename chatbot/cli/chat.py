@@ -17,6 +17,7 @@ from chatbot.cli.options import (
     db_option,
     decode_options,
     model_option,
+    persona_option,
     quantize_option,
     session_timeout_option,
     threads_option,
@@ -37,6 +38,7 @@ from chatbot.cli.wiring import build_manager, open_db, set_threads
 @threads_option()
 @quantize_option(default=True)
 @session_timeout_option()
+@persona_option()
 @decode_options()
 def chat(
     model: Path | None,
@@ -45,6 +47,7 @@ def chat(
     threads: int,
     quantize: bool,
     session_timeout: str,
+    persona: str | None,
     **decode: Any,
 ) -> None:
     """Talk to the bot in the terminal.
@@ -62,7 +65,7 @@ def chat(
     from chatbot.channels import repl
 
     set_threads(threads)
-    manager = build_manager(model, open_db(db), decode, quantize, session_timeout)
+    manager = build_manager(model, open_db(db), decode, quantize, session_timeout, persona=persona)
     name = user or _login_name()
     if sys.stdin.isatty():
         history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"

@@ -86,6 +86,19 @@ def session_timeout_option() -> Callable[[FC], FC]:
     )
 
 
+def persona_option() -> Callable[[FC], FC]:
+    return click.option(
+        "--persona",
+        metavar="FILE|none",
+        envvar="CHATBOT_PERSONA",
+        show_envvar=True,
+        default=None,
+        help="The bot's answers about itself (its name, that it is a bot, ...), used instead of the model's when "
+        "a message matches one (chatbot/dialogue/persona.py). Default: the model directory's persona.yaml if it "
+        "has one; none: answer everything with the model.",
+    )
+
+
 def quantize_option(default: bool) -> Callable[[FC], FC]:
     """int8 inference: on by default where replies are served (chat, telegram), off where a model is measured."""
     return click.option(

@@ -12,6 +12,7 @@ from chatbot.cli.options import (
     db_option,
     decode_options,
     model_option,
+    persona_option,
     quantize_option,
     session_timeout_option,
     threads_option,
@@ -92,6 +93,7 @@ DEFAULT_API_URL = "https://api.telegram.org"
 @threads_option()
 @quantize_option(default=True)
 @session_timeout_option()
+@persona_option()
 @decode_options()
 def telegram(
     token: str,
@@ -109,6 +111,7 @@ def telegram(
     threads: int,
     quantize: bool,
     session_timeout: str,
+    persona: str | None,
     **decode: Any,
 ) -> None:
     """Run the bot on Telegram until Ctrl-C: long polling, or with --webhook-url a webhook server on
@@ -134,5 +137,7 @@ def telegram(
         database = open_db(db)
         # The inbox answers each chat's messages one at a time across processes (a row is leased to one worker,
         # and only a chat's oldest unfinished row can be claimed), so no turn holds a connection for a lock.
-        manager = build_manager(model, database, decode, quantize, session_timeout, batching, cross_process_lock=False)
+        manager = build_manager(
+            model, database, decode, quantize, session_timeout, batching, cross_process_lock=False, persona=persona
+        )
         run_telegram(token, api_url, manager, database, webhook, access)

@@ -79,6 +79,7 @@ def build_manager(
     idle_timeout: str,
     batching: tuple[int, int, contextlib.ExitStack] | None = None,
     cross_process_lock: bool = True,
+    persona: str | None = None,
 ) -> DialogueManager:
     """The DialogueManager over the model and ``database`` (``open_db``), both checked before the first message;
     ``decode`` holds the decoding flags (None where not given). With ``batching`` (max batch above 1, torch threads, and
@@ -86,9 +87,10 @@ def build_manager(
     (micro_batch.py), by the model in a process of its own (model_process.py). ``cross_process_lock``: hold each
     conversation's advisory lock on Postgres (a connection for the whole turn, generation included) so that
     processes sharing the database answer it one message at a time; off where the channel orders each chat
-    across processes itself (the Telegram inbox)."""
+    across processes itself (the Telegram inbox). ``persona``: the --persona option (dialogue/persona.py)."""
     from chatbot.dialogue.generator import Generator
     from chatbot.dialogue.manager import DialogueManager
+    from chatbot.dialogue.persona import PersonaGenerator, persona_for
     from chatbot.generation import ResponseGenerator
     from chatbot.micro_batch import MicroBatchGenerator
     from chatbot.model_process import ModelProcess
@@ -97,6 +99,7 @@ def build_manager(
     from chatbot.storage.transactions import engine_of
 
     model_dir = model_dir or default_model_dir()
+    identity = persona_for(model_dir, persona)  # a bad file fails here, before the weights load
     generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
     generator.load()
     shared_lock = conversation_lock(engine_of(database)) if cross_process_lock else None
@@ -108,4 +111,6 @@ def build_manager(
         batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
         resources.callback(batcher.close)  # callbacks run last first: the batcher drains before the process stops
         answerer = batcher
+    if identity is not None:
+        answerer = PersonaGenerator(answerer, identity)
     return DialogueManager(answerer, sql_transaction(database), session_timeout(idle_timeout), shared_lock=shared_lock)

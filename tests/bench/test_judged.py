@@ -345,3 +345,16 @@ def test_a_sheet_is_not_written_over_without_force(sheet: tuple[Path, str], caps
     prompts = write_prompts(out.parent / "prompts.jsonl")
     assert judged.main(["sheet", "--prompts", str(prompts), "--out", str(out), "--system", "a=baseline=x"]) == 2
     assert "pass --force" in capsys.readouterr().err
+
+
+def test_a_model_system_answers_from_its_persona_as_the_chat_does(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from chatbot.dialogue.types import Role, Turn
+
+    persona = tmp_path / "persona.yaml"
+    persona.write_text('answers:\n  - about: name\n    patterns: ["your name"]\n    reply: "i am tiny."\n')
+    histories = [[Turn(Role.USER, "what's your name?")], [Turn(Role.USER, "do you have any pets?")]]
+    system = judged.model_system("with", {"model": str(tiny_model_dir), "persona": str(persona)})
+    plain = judged.model_system("without", {"model": str(tiny_model_dir), "persona": "none"})
+    assert system.replies(histories) == ["i am tiny.", plain.replies(histories)[1]]
+    assert plain.replies(histories)[0] != "i am tiny."
+    assert system.describe()["persona"] == str(persona) and plain.describe()["persona"] is None
