@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from chatbot.config import DecodeConfig
-from chatbot.dialogue.generator import Generated
+from chatbot.dialogue.generator import Generated, GeneratorInFront
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
 from chatbot.generation import ResponseGenerator
@@ -39,10 +39,12 @@ class _Request:
     answer: Future[Generated] = field(default_factory=Future)
 
 
-class MicroBatchGenerator:
+class MicroBatchGenerator(GeneratorInFront):
     """The Generator the dialogue manager uses when many conversations run at once: ``generator``'s replies, made
     in shared batches of at most ``max_batch`` by one worker thread (``close`` stops it) with ``replies``
     (default: ``generator.replies``, in that thread)."""
+
+    generator: ResponseGenerator
 
     def __init__(
         self, generator: ResponseGenerator, max_batch: int = MAX_BATCH, replies: Replies | None = None
@@ -56,18 +58,6 @@ class MicroBatchGenerator:
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._serve, name="micro-batch", daemon=True)
         self._worker.start()
-
-    @property
-    def history_turns(self) -> int:
-        return self.generator.history_turns
-
-    @property
-    def default_settings(self) -> DecodeSettings:
-        return self.generator.default_settings
-
-    @property
-    def model_name(self) -> str:
-        return self.generator.model_name
 
     def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         """Queue the request and wait for the batch it joins (the model's errors are raised here)."""

@@ -57,6 +57,25 @@ class Generator(Protocol):
         ...
 
 
+class GeneratorInFront:
+    """A Generator standing in front of another (``self.generator``) that answers for the same model: how much
+    history it reads, its default settings and its name are the inner generator's."""
+
+    generator: Generator
+
+    @property
+    def history_turns(self) -> int:
+        return self.generator.history_turns
+
+    @property
+    def default_settings(self) -> DecodeSettings:
+        return self.generator.default_settings
+
+    @property
+    def model_name(self) -> str:
+        return self.generator.model_name
+
+
 class EchoGenerator:
     """Replies by echoing the user's last message; deterministic and instant, for testing the layers above."""
 

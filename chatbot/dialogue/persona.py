@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from chatbot.dialogue.generator import Generated, Generator
+from chatbot.dialogue.generator import Generated, Generator, GeneratorInFront
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
 from chatbot.errors import DataError
@@ -125,25 +125,13 @@ def _line(node: yaml.Node | None) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
-class PersonaGenerator:
+class PersonaGenerator(GeneratorInFront):
     """A Generator that answers from ``persona`` where the user's newest message matches it, and leaves every
     other message to ``generator``."""
 
     def __init__(self, generator: Generator, persona: Persona) -> None:
         self.generator = generator
         self.persona = persona
-
-    @property
-    def history_turns(self) -> int:
-        return self.generator.history_turns
-
-    @property
-    def default_settings(self) -> DecodeSettings:
-        return self.generator.default_settings
-
-    @property
-    def model_name(self) -> str:
-        return self.generator.model_name
 
     def reply(self, history: Sequence[Turn], settings: DecodeSettings) -> Generated:
         found = self.persona.answer(history[-1].text) if history else None
