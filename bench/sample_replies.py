@@ -1,6 +1,7 @@
 """Print a model's replies to a fixed list of prompts (chosen before looking at any output), one fresh conversation
-each, decoded as `chatbot chat` does by default (the model's decode settings, int8 weights), as a Markdown table
-for the model card. Sampled replies draw from torch's generator seeded with ``--seed``, so the table reproduces.
+each, decoded as `chatbot chat` does by default (the model's decode settings, int8 weights, and its persona for
+questions about the bot), as a Markdown table for the model card. Sampled replies draw from torch's generator
+seeded with ``--seed``, so the table reproduces.
 
     python bench/sample_replies.py [--model data/default-model]
 """
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from chatbot.dialogue.generator import Generator
+from chatbot.dialogue.persona import PersonaGenerator, persona_for
 from chatbot.dialogue.types import Role, Turn
 from chatbot.generation import ResponseGenerator
 
@@ -35,10 +38,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    generator = ResponseGenerator(args.model, quantized=True)  # as `chatbot chat` runs it by default
+    model = ResponseGenerator(args.model, quantized=True)  # as `chatbot chat` runs it by default
+    persona = persona_for(args.model, None)
+    generator: Generator = model if persona is None else PersonaGenerator(model, persona)
     print("| you say | the bot replies |\n|---|---|")
     for prompt in PROMPTS:
-        print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)]).text} |")
+        print(f"| {prompt} | {generator.reply([Turn(Role.USER, prompt)], model.default_settings).text} |")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def test_the_shipped_persona_answers_questions_about_the_bot_and_nothing_else() 
         "how old are you?": "age",
         "where do you live?": "home",
         "r u a student?": "student",
+        "so what are you studying?": "studies",
         "what do you do for a living?": "work",
         "who made you?": "maker",
     }
@@ -149,3 +150,15 @@ def test_the_shipped_persona_answers_questions_about_the_bot_and_nothing_else() 
         assert found is not None and found.about == about, message
     for message in ("what do you do for fun?", "are you a cat person or a dog person", "who are you going with?"):
         assert persona.answer(message) is None, message
+
+
+def test_adding_a_reply_index_keeps_the_model_directory_s_persona(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from chatbot.training import checkpoint
+
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    write(model_dir, PERSONA)
+    checkpoint.attach(model_dir, {"extra.txt": b"x"}, None)  # what `chatbot index` does, swapped in whole
+    kept = persona_for(model_dir, None)
+    assert kept is not None and kept.answers[0].reply == "i'm testbot. and you?"
