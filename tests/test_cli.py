@@ -471,7 +471,9 @@ def test_top_level_config_keys_reach_every_command_with_that_option(tmp_path: Pa
     from chatbot.cli.config_file import SHARED_KEYS, config_map
 
     config = tmp_path / "chatbot.toml"
-    config.write_text('db = "sqlite:///x.db"\nmodel = "models/m"\nthreads = 1\n[chat]\nuser = "me"\n')
+    config.write_text(
+        'db = "sqlite:///x.db"\nmodel = "models/m"\nthreads = 1\npersona = "p.yaml"\n[chat]\nuser = "me"\n'
+    )
     defaults = config_map(config, cli)
     checked = 0
     for path, command in _commands(cli):
@@ -480,9 +482,11 @@ def test_top_level_config_keys_reach_every_command_with_that_option(tmp_path: Pa
             table = table[name]
         for param in command.params:
             if param.name in SHARED_KEYS:
-                assert table[param.name] == {"db": "sqlite:///x.db", "model": "models/m", "threads": 1}[param.name]
+                shared = {"db": "sqlite:///x.db", "model": "models/m", "threads": 1, "persona": "p.yaml"}
+                assert table[param.name] == shared[param.name]
                 checked += 1
-    assert checked >= 12  # chat, telegram, export, the four db commands (db), eval, export-model, index (model)...
+    assert checked >= 14  # chat, telegram, export, the four db commands (db), eval, export-model, index (model)...
+    assert defaults["chat"]["persona"] == defaults["telegram"]["persona"] == "p.yaml"
     assert defaults["chat"]["user"] == "me"  # a command's own table is kept
 
 

@@ -13,7 +13,7 @@ from chatbot.config import read_config_file
 
 APP_NAME = "chatbot"
 # Top-level keys of the config file that apply to every command with an option of the same name.
-SHARED_KEYS = ("db", "model", "threads")
+SHARED_KEYS = ("db", "model", "threads", "persona")
 
 
 def config_map(path: Path | None, group: click.Group) -> dict[str, Any]:
