@@ -2,9 +2,9 @@
 
 A model trained on other people's chats answers "what's your name?" with whatever name its training replies
 held ("i'm brooke", "my name's brian"), and "are you a robot?" as a person would. A persona file fixes those
-answers: each entry names what it is about, the questions it answers (regular expressions, searched in the
-user's message lowercased, its spaces collapsed) and the reply. A message that matches an entry gets that reply;
-any other message goes to the model. The first matching entry wins.
+answers: each entry names what it is about, the questions it answers (regular expressions, ignoring case,
+searched in the user's message with its spaces collapsed) and the reply. A message that matches an entry gets
+that reply; any other message goes to the model. The first matching entry wins.
 
     # persona.yaml
     answers:
@@ -55,7 +55,7 @@ class Persona:
 
     def answer(self, message: str) -> Answer | None:
         """The first entry one of whose patterns occurs in ``message``, or None."""
-        text = " ".join(message.lower().split())
+        text = " ".join(message.split())
         return next((a for a in self.answers if any(p.search(text) for p in a.patterns)), None)
 
 
@@ -81,6 +81,8 @@ def read_persona(path: Path) -> Persona:
         raise DataError(path, f"invalid YAML: {error.problem}", line) from error
     except yaml.YAMLError as error:
         raise DataError(path, f"invalid YAML: {' '.join(str(error).split())}") from error
+    except (ValueError, RecursionError) as error:  # PyYAML's scanner on "\U7fffffff"; its composer on deep nesting
+        raise DataError(path, f"invalid YAML ({type(error).__name__})") from error
     entries = _mapping(path, root).get("answers")
     if not isinstance(entries, yaml.SequenceNode) or not entries.value:
         raise DataError(path, 'expected a mapping with a non-empty "answers" list', _line(entries or root))
@@ -104,7 +106,7 @@ def _answer(path: Path, node: yaml.Node) -> Answer:
 
 def _pattern(path: Path, node: yaml.Node) -> re.Pattern[str]:
     try:
-        return re.compile(_text(path, node))
+        return re.compile(_text(path, node), re.IGNORECASE)
     except re.error as error:
         raise DataError(path, f"not a regular expression ({error})", _line(node)) from error
 

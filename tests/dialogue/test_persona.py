@@ -42,6 +42,7 @@ def test_the_first_answer_whose_pattern_occurs_in_the_lowercased_message_wins(tm
     assert [a.about for a in persona.answers] == ["name", "bot", "catch-all-names"]
     for message, about in [
         ("What's   your NAME?", "name"),
+        ("WHO ARE YOU", "name"),
         ("so what is ur name", "name"),
         ("Who are you?!", "name"),
         ("who are you going with?", None),  # the pattern is anchored at the end of the message
@@ -67,6 +68,8 @@ def test_the_first_answer_whose_pattern_occurs_in_the_lowercased_message_wins(tm
         ("answers:\n  - about: a\n    patterns: [x]\n    reply: ''\n", 4, "non-empty text"),
         ("answers:\n  - about: a\n    patterns: [x]\n    reply: [1]\n", 4, "non-empty text"),
         (f"answers:\n  - about: a\n    patterns: [x]\n    reply: {'y' * 4097}\n", 4, "over 4096 characters"),
+        ("answers: " + "[" * 5000, None, "invalid YAML"),
+        ('answers: "\\U7fffffff"', None, "invalid YAML"),
     ],
 )
 def test_a_bad_persona_file_is_one_line_naming_the_file_and_line(
