@@ -23,11 +23,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chatbot.corpora.files import read_text
 from chatbot.corpora.jsonl import merge_consecutive
 from chatbot.corpora.types import Conversation, Utterance
+from chatbot.corpora.yaml_file import load_yaml
 from chatbot.errors import ChatbotError, DataError
 
 logger = logging.getLogger(__name__)
@@ -89,58 +88,13 @@ def _read_packaged(files: list[Path]) -> Iterator[Conversation]:
             yield conversation
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a scalar it cannot build a value from is a YAMLError with its line, not a crash."""
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except (ValueError, KeyError, AttributeError) as error:
-            # PyYAML lets these through for a plain scalar that matches a pattern but not its range (2001-13-45, an
-            # integer of 5000 digits, a +99:00 offset) and for explicit tags on the wrong text (!!bool maybe).
-            kind = node.tag.rpartition(":")[2]
-            problem = f"cannot read {str(node.value)[:40]!r} as {kind} (quote it to keep it as text)"
-            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from error
-
-
 def _load_entries(path: Path) -> list[Any]:
     """The ``conversations`` list of a file; unreadable text or malformed YAML raises DataError."""
-    document = _parse_yaml(path, read_text(path))
+    document = load_yaml(path, read_text(path))
     conversations = document.get("conversations") if isinstance(document, dict) else None
     if not isinstance(conversations, list):
         raise DataError(path, 'expected a mapping with a "conversations" list')
     return conversations
-
-
-def _parse_yaml(path: Path, text: str) -> Any:
-    """``yaml.safe_load`` whose every failure is a DataError, with the line where PyYAML knows it."""
-    try:
-        loader = _Loader(text)  # its reader rejects unprintable characters here, before parsing starts
-        try:
-            return loader.get_single_data()
-        except ValueError as error:  # the scanner's chr() and int() on "\U7fffffff" or a %YAML version of 5000 digits
-            raise DataError(path, "invalid YAML: an escape or number out of range", loader.line + 1) from error
-        except RecursionError as error:  # the composer recurses once per level of nesting
-            raise DataError(path, "invalid YAML: nested too deeply", loader.line + 1) from error
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as error:
-        raise _yaml_error(path, text, error) from error
-
-
-def _yaml_error(path: Path, text: str, error: yaml.YAMLError) -> DataError:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        # PyYAML counts lines and columns from 0.
-        mark, context = error.problem_mark, ""
-        if error.context and error.context_mark is not None:
-            # An unclosed bracket is reported where the file ends; the context says where it opened.
-            context = f", {error.context} from line {error.context_mark.line + 1}"
-        return DataError(path, f"invalid YAML: {error.problem} (column {mark.column + 1}{context})", mark.line + 1)
-    if isinstance(error, yaml.reader.ReaderError):
-        # Its str() spans two lines and counts characters from the start of the file, not lines.
-        line = text.count("\n", 0, error.position) + 1
-        return DataError(path, f"invalid YAML: unacceptable character #x{error.character:04x}: {error.reason}", line)
-    return DataError(path, f"invalid YAML: {' '.join(str(error).split())}")
 
 
 def _conversation(path: Path, conversation_id: str, index: int, entry: Any) -> Conversation:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from chatbot.corpora.files import read_text
+from chatbot.corpora.yaml_file import compose_yaml
 from chatbot.dialogue.generator import Generated, Generator, GeneratorInFront
 from chatbot.dialogue.settings import DecodeSettings
 from chatbot.dialogue.types import Turn
@@ -70,19 +72,7 @@ def persona_for(model_dir: Path, option: str | None) -> Persona | None:
 
 def read_persona(path: Path) -> Persona:
     """The persona in the YAML file ``path``; anything wrong with it is a DataError naming the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot read the persona file ({error})") from error
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark is not None else None
-        raise DataError(path, f"invalid YAML: {error.problem}", line) from error
-    except yaml.YAMLError as error:
-        raise DataError(path, f"invalid YAML: {' '.join(str(error).split())}") from error
-    except (ValueError, RecursionError) as error:  # PyYAML's scanner on "\U7fffffff"; its composer on deep nesting
-        raise DataError(path, f"invalid YAML ({type(error).__name__})") from error
+    root = compose_yaml(path, read_text(path))
     entries = _mapping(path, root).get("answers")
     if not isinstance(entries, yaml.SequenceNode) or not entries.value:
         raise DataError(path, 'expected a mapping with a non-empty "answers" list', _line(entries or root))

@@ -85,11 +85,12 @@ def test_a_bad_persona_file_is_one_line_naming_the_file_and_line(
 
 
 def test_a_missing_or_undecodable_file_is_a_data_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="cannot read the persona file"):
+    with pytest.raises(DataError, match="cannot read: No such file"):
         read_persona(tmp_path / "absent.yaml")
-    (tmp_path / "latin1.yaml").write_bytes("answers: caf\xe9".encode("latin-1"))
-    with pytest.raises(DataError, match="cannot read the persona file"):
+    (tmp_path / "latin1.yaml").write_bytes("answers:\n  - about: caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8") as raised:
         read_persona(tmp_path / "latin1.yaml")
+    assert raised.value.line == 2
 
 
 def test_which_persona_a_command_runs_with(tmp_path: Path) -> None:
