@@ -6,8 +6,7 @@ whole pools tells them apart, and lets any scoring be tried offline against the 
 
 ``sheet`` retrieves each prompt's candidates as the shipped decoding does (int8 weights, ``--retrieved`` replies,
 deduplicated, cut to what the model can say whole), records each candidate's features in features.jsonl (its
-log-probability after the context and after the neutral context, its pieces, its relevance and its association
-with the message, word_association.py), and writes every
+log-probability after the context and after the neutral context, its pieces and its relevance), and writes every
 candidate on a blind sheet in judged.py's format (the rubric, lowercased, shuffled per prompt, one id per distinct
 text, ``--parts`` for several raters) with the key apart.
 
@@ -16,7 +15,7 @@ best candidate), the mean of all candidates, and the mean rating of what each sc
 (and, as the honest figure for tuning, the best scoring of half the prompts rated on the other half):
 
     (log p(T|S) - mmi_weight * log p(T|neutral)) / length_penalty(|T| + 1, length_penalty)
-        + retrieval_weight * relevance + association_weight * association
+        + retrieval_weight * relevance
 
 the model's own decoding marked among them. Tune on bench/judged/dev_prompts.jsonl, never on the judged prompts.
 
@@ -55,7 +54,6 @@ GRID = {
     "mmi_weight": (0.0, 0.3, 0.5, 0.7, 0.9, 1.0),
     "length_penalty": (0.0, 0.6, 1.0, 1.5),
     "retrieval_weight": (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0),
-    "association_weight": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
 }
 
 
@@ -67,7 +65,6 @@ class Features:
     context_free: float  # log p(T + eos | neutral context)
     pieces: int  # |T| + 1
     relevance: float
-    association: float  # with the prompt's last turn
 
 
 # --- the sheet ---------------------------------------------------------------------------------------------------
@@ -90,11 +87,9 @@ def candidates_of(generator: ResponseGenerator, index: ReplyIndex, prompt: judge
         rows = [0] * len(targets) + [1] * len(targets)
         scores = target_log_probs(bundle.model, encoded, rows, targets + targets, tokenizer.bos_id)
     fitted, free = scores[: len(targets)], scores[len(targets) :]
-    texts = [tokenizer.decode_clean(c.tokens) for c in pooled]
-    associated = [index.association.score(history[-1].text, text) if index.association else 0.0 for text in texts]
     return {
-        judged.normalize(text): Features(a, b, len(c.tokens) + 1, c.relevance, w)
-        for text, c, a, b, w in zip(texts, pooled, fitted, free, associated, strict=True)
+        judged.normalize(tokenizer.decode_clean(c.tokens)): Features(a, b, len(c.tokens) + 1, c.relevance)
+        for c, a, b in zip(pooled, fitted, free, strict=True)
     }
 
 
@@ -140,13 +135,12 @@ class Pool:
     context_free: np.ndarray
     pieces: np.ndarray
     relevance: np.ndarray
-    association: np.ndarray
 
     def pick(self, weights: dict[str, float]) -> float:
         """The rating of the candidate the scoring with ``weights`` would send."""
         penalty = np.array([length_penalty(int(n), weights["length_penalty"]) for n in self.pieces])
         score = (self.log_prob - weights["mmi_weight"] * self.context_free) / penalty
-        score = score + weights["retrieval_weight"] * self.relevance + weights["association_weight"] * self.association
+        score = score + weights["retrieval_weight"] * self.relevance
         return float(self.rating[int(np.argmax(score))])
 
 
@@ -158,13 +152,12 @@ def read_pools(directory: Path, chosen: Sequence[Path] | None) -> list[Pool]:
     for row in judged.read_json_lines(directory / "features.jsonl"):
         rows.setdefault(row["prompt"], []).append(row | {"rating": ratings[row["id"]].score})
     return [
-        # A pool written before association was a feature has none: 0 for every candidate.
-        Pool(found[0]["kind"], *(np.array([row.get(name, 0.0) for row in found], dtype=float) for name in FEATURES))
+        Pool(found[0]["kind"], *(np.array([row[name] for row in found], dtype=float) for name in FEATURES))
         for found in rows.values()
     ]
 
 
-FEATURES = ("rating", "log_prob", "context_free", "pieces", "relevance", "association")
+FEATURES = ("rating", "log_prob", "context_free", "pieces", "relevance")
 
 
 def fit(args: argparse.Namespace) -> None:

@@ -1,6 +1,5 @@
 """Reply latency of the shipped model in one chat: its own decoding, beam-5, and candidates chosen among
-retrieved replies (retrieved alone, and with beam-5's n-best), fp32 and int8, measured side by side; the chat
-default also without its word association bonus, when it has one.
+retrieved replies (retrieved alone, and with beam-5's n-best), fp32 and int8, measured side by side.
 
 Each reply is timed the way ``chatbot chat`` produces it (``ResponseGenerator.generate_scored`` on one context:
 tokenize, encode, search, retrieve and rescore candidates where asked, detokenize), over held-out chitchat contexts,
@@ -50,10 +49,7 @@ def main() -> None:
     beam = dataclasses.replace(chat_default, strategy="beam", beam_size=5, n_best=5, candidates="generated")
     retrieved = dataclasses.replace(beam, candidates="retrieved", retrieved=10)
     both = dataclasses.replace(beam, candidates="both", retrieved=10)
-    decodings = {f"chat default ({describe(chat_default)})": chat_default}
-    if chat_default.association_weight:  # what the word association lookups cost, side by side
-        decodings["chat default without association"] = dataclasses.replace(chat_default, association_weight=0.0)
-    decodings["beam-5"] = beam
+    decodings = {f"chat default ({describe(chat_default)})": chat_default, "beam-5": beam}
     decodings.update({"candidates: retrieved 10": retrieved, "candidates: both (beam-5 n-best + 10)": both})
     variants = {  # `chatbot chat` runs int8 unless --no-quantize
         f"{name}, {precision}": ResponseGenerator(model_dir, config, quantized=precision.startswith("int8"))

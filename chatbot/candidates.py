@@ -6,16 +6,12 @@ what each is good at: the model is a better judge of fit than it is a writer.
 
 Every candidate of a context is scored in one teacher-forced batch (search/scoring.py) as
 
-    (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1)
-        + retrieval_weight * relevance(T) + association_weight * association(T)
+    (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1) + retrieval_weight * relevance(T)
 
 the first term the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context,
 so a reply that fits any message ("hi!", "lol") gains nothing over one that fits this message. ``relevance`` is
 a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
 closely the message it answered matches this one, which a small model judges worse than the index does.
-``association`` is how strongly T takes up the words of the user's message, by word pairs counted over the
-training pairs (word_association.py): the topic, which a small model's likelihood weighs least of all. Rated on
-the dev prompts' candidate pools, it moved the model's pick from 2.64 to 3.43 of 5 (bench/candidate_pool.py).
 """
 
 from __future__ import annotations
@@ -40,14 +36,13 @@ GENERATED = "generated"
 @dataclass(frozen=True)
 class Candidate:
     """A possible reply as piece ids (without bos/eos), where it came from (``generated``, or the id of the
-    training conversation it was retrieved from), its relevance and association (see the module docstring), and
-    its whole context-free log-probability where the reply index knows it (None: scored here)."""
+    training conversation it was retrieved from), its relevance (see the module docstring), and its whole
+    context-free log-probability where the reply index knows it (None: scored here)."""
 
     tokens: list[int]
     source: str
     relevance: float = 0.0
     context_free: float | None = None
-    association: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ def choose(
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1
         score = (log_prob - config.mmi_weight * context_free) / length_penalty(pieces, config.length_penalty)
-        score += config.retrieval_weight * candidate.relevance + config.association_weight * candidate.association
+        score += config.retrieval_weight * candidate.relevance
         current = best[row]
         if current is None or score > current.score:
             best[row] = Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces))

@@ -181,8 +181,7 @@ class DecodeConfig:
     ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
     log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
     length-normalised by ``length_penalty``, plus ``retrieval_weight`` times a retrieved reply's relevance (its
-    BM25 score over the best of its context's) and ``association_weight`` times how strongly it takes up the words
-    of the message (word pairs counted over the training pairs, kept in the reply index; candidates.py).
+    BM25 score over the best of its context's; candidates.py).
     """
 
     max_length: int = field(default=32, metadata={"help": "Longest reply, in pieces."})
@@ -260,14 +259,6 @@ class DecodeConfig:
         metadata={
             "help": "Candidates: add this times a retrieved reply's relevance (its BM25 score over "
             "the best retrieved one's, 0 for a generated reply) to its score."
-        },
-    )
-    association_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Candidates: add this times a candidate's association with the message (how "
-            "strongly its words go with the message's words in the training pairs, from the "
-            "reply index) to its score: a bonus for staying on topic (0: off)."
         },
     )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from chatbot.candidates import GENERATED, Candidate, Choice, choose, pool
+from chatbot.candidates import GENERATED, Choice, choose, pool
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.generator import Generated
 from chatbot.dialogue.settings import DecodeSettings
@@ -166,7 +166,6 @@ class ResponseGenerator:
                 pool(generated, retrieved[i], retrieved_ids[i], limit, config.min_length) if generated else usable[i]
                 for i, generated in enumerate(hypotheses)
             ]
-            pools = self._associate(pools, messages, config)
             chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
 
@@ -190,25 +189,6 @@ class ResponseGenerator:
         for i, best in zip(searched, found, strict=True):
             hypotheses[i] = best
         return hypotheses
-
-    def _associate(
-        self, pools: Sequence[list[Candidate]], messages: Sequence[str], config: DecodeConfig
-    ) -> list[list[Candidate]]:
-        """The candidates with their association with their message (word_association.py), when the decoding
-        weighs it."""
-        if not config.association_weight or self._index is None:
-            return list(pools)
-        table = self._index.result().association
-        if table is None:
-            raise ModelError(
-                f"{self.model_dir / FILE_NAME} predates word association: rebuild it with "
-                f"`chatbot index DATA --model {self.model_dir}`, or decode with --association-weight 0"
-            )
-        said = self.load().tokenizer.decode_clean
-        return [
-            [dataclasses.replace(c, association=table.score(message, said(c.tokens))) for c in found]
-            for found, message in zip(pools, messages, strict=True)
-        ]
 
     def _retrieve(self, messages: Sequence[str], config: DecodeConfig) -> list[list[Retrieved]]:
         """The training replies closest to each message (none when candidates are generated only)."""

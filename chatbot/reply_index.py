@@ -10,9 +10,6 @@ One SQLite file (``reply_index.sqlite3`` in a model directory), written here and
   ids of their conversations, as one zlib-compressed JSON document each. They are read into memory when the index
   opens; kept as rows they would double the file.
 - ``meta``: the format version and how many replies there are.
-- ``blobs`` also holds ``association``: the word association table of the keys and replies
-  (word_association.py), what the candidates' topic bonus looks up. An index written before it had none; it still
-  opens, and only a decoding that weighs association asks for a rebuild.
 
 Search is BM25 over the words of the message. A row must contain at least one *informative* word (one of the
 four rarest words, each in at most 2% of the keys; or else the rarest word) and is ranked by all of them. Scoring
@@ -34,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ModelError
-from chatbot.word_association import WordAssociation
 
 FILE_NAME = "reply_index.sqlite3"
 FORMAT_VERSION = 2  # 2: each reply carries its context-free log-probability
@@ -55,17 +51,13 @@ class Retrieved:
     context_free: float
 
 
-def build(
-    path: Path, entries: Iterable[tuple[str, str, str, float]], association: WordAssociation | None = None
-) -> int:
+def build(path: Path, entries: Iterable[tuple[str, str, str, float]]) -> int:
     """Write an index of ``entries`` (key, reply, conversation id, the reply's context-free log-probability) to
-    ``path`` with the word ``association`` table (default: counted over the entries' own key and reply),
-    replacing any file there; returns how many replies it holds. The file is written beside ``path`` and renamed
-    into place."""
+    ``path``, replacing any file there; returns how many replies it holds. The file is written beside ``path``
+    and renamed into place."""
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     replies: list[tuple[str, int, float]] = []
-    keys: list[str] = []
     conversations: dict[str, int] = {}
     database = sqlite3.connect(partial)
     try:
@@ -76,14 +68,10 @@ def build(
         )
         for key, reply, conversation, context_free in entries:
             database.execute("INSERT INTO keys (rowid, key) VALUES (?, ?)", (len(replies), key.lower()))
-            keys.append(key)
             replies.append((reply, conversations.setdefault(conversation, len(conversations)), round(context_free, 4)))
         database.execute("INSERT INTO keys (keys) VALUES ('optimize')")  # one b-tree segment: faster queries
         _put_blob(database, "replies", replies)
         _put_blob(database, "conversations", list(conversations))
-        if association is None:
-            association = WordAssociation.count(zip(keys, (reply for reply, _, _ in replies), strict=True))
-        database.execute("INSERT INTO blobs VALUES (?, ?)", ("association", association.to_bytes()))
         database.executemany(
             "INSERT INTO meta VALUES (?, ?)", (("format_version", str(FORMAT_VERSION)), ("replies", str(len(replies))))
         )
@@ -101,8 +89,7 @@ def _put_blob(database: sqlite3.Connection, name: str, value: object) -> None:
 
 
 class ReplyIndex:
-    """An open reply index: ``search(message, limit)`` finds the replies to the closest training messages;
-    ``association`` is its word association table (None in an index written before it had one).
+    """An open reply index: ``search(message, limit)`` finds the replies to the closest training messages.
 
     Safe to share between threads (one connection behind a lock); queries take milliseconds."""
 
@@ -116,8 +103,6 @@ class ReplyIndex:
                 raise ModelError(f"{path}: reply index format {meta.get('format_version')!r} is not {FORMAT_VERSION}")
             self._replies: list[Any] = self._blob("replies")  # [text, conversation number, context-free] each
             self._conversations: list[Any] = self._blob("conversations")
-            table = self._database.execute("SELECT data FROM blobs WHERE name = 'association'").fetchone()
-            self.association: WordAssociation | None = WordAssociation.from_bytes(table[0]) if table else None
             # Each word's document frequency, read once (90 ms for chitchat's 31,000 words): looked up per query, it
             # was half the search's time.
             self._database.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'keys', 'row')")

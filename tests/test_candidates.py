@@ -33,49 +33,35 @@ def _ids(bundle: checkpoint.ModelBundle, text: str) -> list[int]:
     return bundle.tokenizer.encode(text)
 
 
-@pytest.mark.parametrize(
-    ("mmi_weight", "retrieval_weight", "association_weight"),
-    [(0.0, 0.0, 0.0), (0.7, 0.0, 0.0), (0.5, 100.0, 0.0), (0.5, 0.0, 100.0)],
-)
+@pytest.mark.parametrize(("mmi_weight", "retrieval_weight"), [(0.0, 0.0), (0.7, 0.0), (0.5, 100.0)])
 def test_choose_scores_every_candidate_as_documented(
-    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float, association_weight: float
+    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float
 ) -> None:
     bundle = checkpoint.load(tiny_model_dir)
     model, tok = bundle.model, bundle.tokenizer
-    config = DecodeConfig(
-        mmi_weight=mmi_weight,
-        mmi_prefix=2,
-        length_penalty=0.6,
-        retrieval_weight=retrieval_weight,
-        association_weight=association_weight,
-    )
+    config = DecodeConfig(mmi_weight=mmi_weight, mmi_prefix=2, length_penalty=0.6, retrieval_weight=retrieval_weight)
     source = _ids(bundle, "<usr> do you have any pets?")
     replies = [_ids(bundle, text) for text in ("yes, a cat named pepper", "mushrooms and olives", "hello")]
     neutral = _ids(bundle, "<usr>")
     with torch.no_grad():
         fitted = target_log_probs(model, model.encode(torch.tensor([source])), [0, 0, 0], [[*r, 3] for r in replies], 2)
         anti = prefix_log_probs(model, replies, neutral, 2, 3, 2)
-    relevance, association = [0.2, 1.0, 0.5], [0.0, 1.5, 3.0]
+    relevance = [0.2, 1.0, 0.5]
     expected = [
-        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel + association_weight * a
-        for lp, lm, r, rel, a in zip(fitted, anti, replies, relevance, association, strict=True)
+        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel
+        for lp, lm, r, rel in zip(fitted, anti, replies, relevance, strict=True)
     ]
-    candidates = [
-        Candidate(r, f"c{i}", rel, association=a)
-        for i, (r, rel, a) in enumerate(zip(replies, relevance, association, strict=True))
-    ]
+    candidates = [Candidate(r, f"c{i}", rel) for i, (r, rel) in enumerate(zip(replies, relevance, strict=True))]
     (best,) = choose(model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, config)
     winner = max(range(3), key=expected.__getitem__)
     assert best is not None
     assert (best.tokens, best.source) == (replies[winner], f"c{winner}")
     assert best.score == pytest.approx(expected[winner], abs=1e-5)
     assert best.confidence == pytest.approx(math.exp(fitted[winner] / (len(replies[winner]) + 1)), rel=1e-5)
-    if retrieval_weight:
-        assert best.tokens == replies[1]  # a heavy enough relevance prior outweighs the model
-    elif association_weight:
-        assert best.tokens == replies[2]  # and so does a heavy enough association
-    else:
+    if not retrieval_weight:
         assert best.tokens == replies[0]  # the tiny model learned this answer to this question
+    else:
+        assert best.tokens == replies[1]  # a heavy enough relevance prior outweighs the model
 
 
 def test_choose_batches_contexts_and_reports_none_without_candidates(tiny_model_dir: Path) -> None:

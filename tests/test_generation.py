@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -115,62 +114,3 @@ def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Pa
     (copy / FILE_NAME).write_bytes(bytes(data))
     with pytest.raises(ModelError, match=f"{FILE_NAME} is not the file saved with this model"):
         checkpoint.load(copy)
-
-
-def _index_of(model_dir: Path, entries: list[tuple[str, str, str, float]], tmp_path: Path) -> Path:
-    """A copy of ``model_dir`` whose reply index holds ``entries``."""
-    import shutil
-
-    from chatbot.reply_index import FILE_NAME, build
-    from chatbot.training import checkpoint
-    from chatbot.word_association import WordAssociation
-
-    copy = tmp_path / "model"
-    shutil.copytree(model_dir, copy)
-    # A few pairs: every word would be common at the default share.
-    association = WordAssociation.count(((key, reply) for key, reply, _, _ in entries), common_share=0.5)
-    build(tmp_path / FILE_NAME, entries, association)
-    checkpoint.attach(copy, {FILE_NAME: (tmp_path / FILE_NAME).read_bytes()})
-    return copy
-
-
-def test_association_weighs_the_candidates_by_their_words(tiny_indexed_model_dir: Path, tmp_path: Path) -> None:
-    from chatbot.config import DecodeConfig
-    from chatbot.reply_index import FILE_NAME, ReplyIndex
-
-    # "pets" messages were answered with cats six times, other messages never: "cat" goes with "pets".
-    entries = [(f"any pets {n}?", f"a cat called {n}", f"cat-{n}", -9.0) for n in range(6)]
-    entries += [
-        ("pets", "i ride bikes", "bikes", -1.0),
-        *((f"hello {n}", f"hi {n}", f"hi-{n}", -1.0) for n in range(10)),
-    ]
-    model = _index_of(tiny_indexed_model_dir, entries, tmp_path)
-    history = [Turn(Role.USER, "pets")]
-    table = ReplyIndex(model / FILE_NAME).association
-    assert table is not None and table.score("pets", "a cat called 1") > 0 == table.score("pets", "i ride bikes")
-    plain = DecodeConfig(candidates="retrieved", retrieved=8, retrieval_weight=100.0)
-    assert ResponseGenerator(model, plain).reply(history).source == "bikes"  # the closest message's reply
-    weighed = dataclasses.replace(plain, association_weight=1000.0)
-    reply = ResponseGenerator(model, weighed).reply(history)
-    assert reply.source.startswith("cat") and reply.decoding["association_weight"] == 1000.0
-
-
-def test_association_with_an_index_that_predates_it_is_a_model_error(
-    tiny_indexed_model_dir: Path, tmp_path: Path
-) -> None:
-    import sqlite3
-
-    from chatbot.config import DecodeConfig
-    from chatbot.reply_index import FILE_NAME
-    from chatbot.training import checkpoint
-
-    model = _index_of(tiny_indexed_model_dir, [("hi there", "hello!", "c", -1.0)], tmp_path)
-    old = tmp_path / FILE_NAME
-    with sqlite3.connect(old) as database:
-        database.execute("DELETE FROM blobs WHERE name = 'association'")
-    checkpoint.attach(model, {FILE_NAME: old.read_bytes()})
-    history = [Turn(Role.USER, "hi there")]
-    config = DecodeConfig(candidates="retrieved")
-    assert ResponseGenerator(model, config).reply(history).text == "hello!"  # no weight: no table needed
-    with pytest.raises(ModelError, match="predates word association"):
-        ResponseGenerator(model, dataclasses.replace(config, association_weight=1.0)).reply(history)

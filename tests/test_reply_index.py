@@ -10,7 +10,6 @@ import pytest
 
 from chatbot.errors import ModelError
 from chatbot.reply_index import ReplyIndex, build
-from chatbot.word_association import WordAssociation
 
 ENTRIES = [
     ("do you have any pets?", "yes, a cat named pepper", "c1", -5.0),
@@ -88,30 +87,3 @@ def test_only_the_rarest_informative_words_select_rows(tmp_path: Path) -> None:
     build(path, rare + common + [(f"other {n}", "x", f"o{n}", -1.0) for n in range(300)])
     found = {r.conversation for r in ReplyIndex(path).search("a b c d e f", 20)}
     assert found == {"a", "b", "c", "d"}  # the four rarest (ties keep the message's order)
-
-
-def test_the_index_keeps_the_word_association_of_its_pairs(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite3"
-    entries = [*ENTRIES, *(("do you have any pets?", "yes, a cat named pepper", f"p{n}", -5.0) for n in range(6))]
-    build(path, entries)
-    assert ReplyIndex(path).association is not None  # counted over the entries (a tiny index: no content words)
-    # In 69 pairs every word is common at the default share; the table given is the one kept.
-    build(path, entries, WordAssociation.count(((key, reply) for key, reply, _, _ in entries), common_share=0.5))
-    table = ReplyIndex(path).association
-    assert table is not None
-    assert table.score("any pets at home?", "a cat") > 0 == table.score("any pets at home?", "maths at school")
-
-
-def test_an_index_from_before_word_association_opens_without_it(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite3"
-    build(path, ENTRIES)
-    with sqlite3.connect(path) as database:
-        database.execute("DELETE FROM blobs WHERE name = 'association'")
-    old = ReplyIndex(path)
-    assert old.association is None
-    assert old.search("pets", 1)[0].text == "yes, a cat named pepper"
-    with sqlite3.connect(path) as database:
-        database.execute("UPDATE blobs SET data = x'00' WHERE name = 'replies'")
-        database.execute("INSERT INTO blobs VALUES ('association', x'504b0304')")
-    with pytest.raises(ModelError, match="not a readable reply index"):
-        ReplyIndex(path)

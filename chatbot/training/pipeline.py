@@ -46,7 +46,6 @@ from chatbot.training.distributed import World
 from chatbot.training.metrics_log import MetricsLog
 from chatbot.training.run_state import RunState, TrainSummary
 from chatbot.training.trainer import Trainer, resolve_device
-from chatbot.word_association import WordAssociation
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +133,7 @@ def _write_model(
 def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> bytes:
     """The reply index of ``pairs`` (the training side) for ``bundle``'s model, as the bytes of its file: every
     reply the model could say whole (fewer than ``max_target_tokens`` pieces) and that does not loop, keyed by the
-    turn it answered, with its context-free log-probability under the model, and the word association of all the
-    pairs (a reply too long to send still tells which words go with its message's)."""
+    turn it answered, with its context-free log-probability under the model."""
     tokenizer = bundle.tokenizer
     kept = [
         (pair, ids)
@@ -150,8 +148,7 @@ def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> b
     )
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / REPLY_INDEX
-        association = WordAssociation.count((last_turn(pair.context), pair.response) for pair in pairs)
-        count = build_reply_index(path, entries, association)
+        count = build_reply_index(path, entries)
         logger.info("reply index: %d replies, %.1f MB", count, path.stat().st_size / 1e6)
         return path.read_bytes()
 

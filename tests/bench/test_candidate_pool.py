@@ -48,7 +48,6 @@ def test_every_candidate_is_on_the_sheet_once_and_its_features_are_kept_apart(sh
     for row in rows:
         assert f"- {row['id']}: {row['text']}\n" in text
         assert isinstance(row["log_prob"], float) and row["log_prob"] < 0 and row["pieces"] >= 2
-        assert isinstance(row["association"], float) and row["association"] >= 0
     assert "log_prob" not in text and "relevance" not in text  # the rater sees replies only
     pets = {row["text"] for row in rows if row["prompt"] == "pets"}
     assert "yes, a cat named pepper" in pets
@@ -94,10 +93,8 @@ def test_a_pool_s_pick_follows_the_documented_score() -> None:
         context_free=np.array([-2.5, -12.0]),
         pieces=np.array([3.0, 5.0]),
         relevance=np.array([1.0, 0.5]),
-        association=np.array([0.0, 2.0]),
     )
-    plain = {"mmi_weight": 0.0, "length_penalty": 0.0, "retrieval_weight": 0.0, "association_weight": 0.0}
+    plain = {"mmi_weight": 0.0, "length_penalty": 0.0, "retrieval_weight": 0.0}
     assert pool.pick(plain) == 1.0  # the likelier reply
     assert pool.pick(plain | {"mmi_weight": 1.0}) == 5.0  # -8 + 12 beats -2 + 2.5
     assert pool.pick(plain | {"mmi_weight": 1.0, "retrieval_weight": 8.0}) == 1.0  # 0.5 + 8 beats 4 + 4
-    assert pool.pick(plain | {"association_weight": 3.5}) == 5.0  # -8 + 7 beats -2 + 0
