@@ -19,6 +19,11 @@ best candidate), the mean of all candidates, and the mean rating of what each sc
 
 the model's own decoding marked among them. Tune on bench/judged/dev_prompts.jsonl, never on the judged prompts.
 
+What ``fit`` gains is an upper bound, not a forecast: three scorings that gained +0.34 to +0.79 here scored -0.11
+to -0.03 against the shipped decoding on judged sheets G, I and J (BENCHMARKS.md). A rater of a pool sees 18
+candidates of one prompt, mostly poor, and rewards a long on-topic one that beside three short replies reads as
+rambling. Try a promising scoring as a judged.py sheet of the dev prompts, against the shipped decoding, first.
+
     python bench/candidate_pool.py sheet --prompts bench/judged/dev_prompts.jsonl --model data/default-model \\
         --out DIR [--retrieved 20] [--parts 5] [--shuffle-seed 0] [--force]
     python bench/candidate_pool.py fit DIR [--ratings FILE ...] [--top 12]
