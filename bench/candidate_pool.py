@@ -21,9 +21,9 @@ the model's own decoding marked among them. Tune on the dev prompts, never on th
 
 What ``fit`` gained on the dev pool (bench/judged/dev_prompts.jsonl, 42 prompts) was an upper bound, not a
 forecast: three scorings it chose gained +0.34 to +0.79 there and -0.11 to -0.03 against the shipped decoding on
-judged sheets G, I and J. The ratings were not at fault (a sheet of the same prompts agreed); the choice was: a
-variant and a weight picked among dozens fit 42 prompts. Confirm a scoring on a judged.py sheet of
-bench/judged/dev_prompts_b.jsonl (153 prompts) before the judged ones.
+judged sheets G, I and J, and a reranker fitted to two pools' ratings gained +0.2 cross-validated and +0.01 on
+sheet K. Use pools to diagnose (the ceiling, the model's choice); confirm a scoring on a judged.py sheet of fresh
+dev prompts (bench/judged/dev_prompts_b.jsonl, 153) before the judged ones.
 
     python bench/candidate_pool.py sheet --prompts bench/judged/dev_prompts.jsonl --model data/default-model \\
         --out DIR [--retrieved 20] [--parts 5] [--shuffle-seed 0] [--force]
