@@ -50,7 +50,7 @@ from chatbot.dialogue.persona import Persona, persona_for
 from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import ChatbotError, DataError
 from chatbot.generation import ResponseGenerator
-from chatbot.reply_quality import is_looping
+from chatbot.reply_quality import is_looping, is_pleasantry
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import Pair, last_turn, split_pairs
 
@@ -278,7 +278,13 @@ def run_system(name: str, system: System, prompts: Sequence[Prompt]) -> list[str
     seconds = time.perf_counter() - started
     empty = sum(not normalize(text) for text in texts)
     looping = sum(is_looping(normalize(text)) for text in texts)
-    print(f"{name}: {len(texts)} replies, {empty} empty, {looping} looping, {seconds:.1f} s")
+    # The first-turn greeting bias: a first message that is not itself a greeting, answered with only a greeting.
+    openers = [i for i, prompt in enumerate(prompts) if prompt.kind == "first" and not is_pleasantry(prompt.turns[-1])]
+    greeted = sum(is_pleasantry(normalize(texts[i])) for i in openers)
+    print(
+        f"{name}: {len(texts)} replies, {empty} empty, {looping} looping, "
+        f"{greeted} of {len(openers)} first messages that are not greetings answered with a greeting, {seconds:.1f} s"
+    )
     return texts
 
 

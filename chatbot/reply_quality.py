@@ -13,6 +13,10 @@ replies, already lowercased by the tokenizer) and returns one float for the whol
   of maximum-likelihood decoding ("i'm a student and i'm a student and ...").
 - ``latency_percentiles``: p50 and p95 reply time, in milliseconds.
 
+``is_pleasantry`` tells one reply made only of greetings and how-are-you talk ("hey! how are you?", "i'm doing
+great!"): the reply a model trained on conversation logs gives to any first message when it has learned that a
+one-turn context means an opening greeting.
+
 ``measure`` computes them all into one ``ReplyQuality``, which ``dataclasses.asdict`` turns into JSON.
 """
 
@@ -159,6 +163,25 @@ def is_looping(reply: str) -> bool:
             if all(words[start + k * size : start + (k + 1) * size] == unit for k in range(1, times)):
                 return True
     return False
+
+
+_GREETING_WORD = re.compile(
+    r"h+i+|he+y+|hel+o+|heya|hiya|howdy|yo+|sup|hows|how's|how|whats|what's|i'm|im|morning|evening|anyone|anybody"
+)
+# Every other word a pleasantry may hold: "how are you doing today?", "i'm good, and you?", "nice to meet you".
+_PLEASANTRY_WORD = re.compile(
+    r"there|are|r|you|u|doing|today|up|good|great|well|fine|ok|okay|not|bad|alright|thanks|thank|about|and|your|"
+    r"yourself|nice|to|meet|afternoon|it's|its|it|going|day|pretty|very|too|so|been"
+)
+
+
+def is_pleasantry(reply: str) -> bool:
+    """Whether ``reply`` holds nothing but greetings and how-are-you talk, with at least one greeting or how-are-you
+    word ("great!" alone is an answer, not a pleasantry)."""
+    words = generic_form(reply).split()
+    greeting = [_GREETING_WORD.fullmatch(word) is not None for word in words]
+    filler = [_PLEASANTRY_WORD.fullmatch(word) is not None for word in words]
+    return any(greeting) and all(g or f for g, f in zip(greeting, filler, strict=True))
 
 
 def looping_rate(hypotheses: Sequence[str]) -> float:

@@ -18,6 +18,7 @@ from chatbot.reply_quality import (
     generic_form,
     generic_rate,
     is_looping,
+    is_pleasantry,
     latency_percentiles,
     looping_rate,
     measure,
@@ -150,3 +151,28 @@ def test_measure_rejects_mismatched_or_empty_sets() -> None:
         measure([], [], [0.1])
     with pytest.raises(ValueError):
         measure(["a"], ["a"], [])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "hi! how are you?",
+        "hey whats up!",
+        "i'm doing well, how about you?",
+        "Heyyy",
+        "good! how are you?",
+        "hello there",
+        "Good morning!",
+        "heyyy how r u",
+        "anyone there?",
+    ],
+)
+def test_greetings_and_how_are_you_talk_are_pleasantries(reply: str) -> None:
+    assert is_pleasantry(reply)
+
+
+@pytest.mark.parametrize(
+    "reply", ["great!", "thanks!", "", "hi! do you like hiking?", "how did your thesis go?", "i'm so tired today"]
+)
+def test_an_answer_is_not_a_pleasantry(reply: str) -> None:
+    assert not is_pleasantry(reply)

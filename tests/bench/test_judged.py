@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.reply_quality import is_pleasantry
 from tests.bench.scripts import load_script
 
 PROMPTS = [
@@ -89,6 +90,10 @@ def test_a_sheet_of_two_models_and_the_baseline_has_every_reply_once_with_its_ke
     assert sheet_md.startswith("# Rating sheet\n\n" + judged.RUBRIC.read_text(encoding="utf-8").strip())
     assert [line.split(":")[0] for line in printed.splitlines()] == list(NAMES)
     assert "4 replies" in printed and "looping" in printed
+    for line in printed.splitlines():  # "Hi there" is a greeting: only "what do you do for fun?" counts
+        reply = next(row["text"] for row in rows if row["system"] == line.split(":")[0] and row["prompt"] == "first-b")
+        greeted = int(is_pleasantry(reply or ""))
+        assert f"{greeted} of 1 first messages that are not greetings answered with a greeting" in line
 
 
 def test_nothing_on_a_sheet_says_which_system_wrote_what(sheet: tuple[Path, str], sample_path: Path) -> None:
