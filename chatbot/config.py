@@ -55,12 +55,19 @@ class DataConfig:
     """Which (context, response) pairs are kept, for training and for evaluating the model trained on them.
 
     ``max_reply_words`` of 0 means no limit. Models saved before this setting existed were trained on every pair:
-    ``unfiltered()`` describes them.
+    ``unfiltered()`` describes them. ``short_context_share`` of the training pairs whose context has two or more
+    turns are also trained on with their context cut to its last turn (text/pairs.py): in a conversation log only
+    an opening greeting has a one-turn context, so without them a user's first message reads as "say hello".
     """
 
     dedupe: bool = True
     min_reply_words: int = 1
     max_reply_words: int = 0
+    short_context_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.short_context_share <= 1.0:
+            raise ChatbotError(f"short_context_share must be between 0 and 1, not {self.short_context_share}")
 
     @classmethod
     def unfiltered(cls) -> DataConfig:

@@ -264,6 +264,8 @@ def test_training_options_are_stored_with_the_model(runner: CliRunner, sample_pa
         "--max-reply-words",
         "12",
         "--keep-duplicates",
+        "--short-context-share",
+        "0.5",
     ]
     result = runner.invoke(cli, ["train", str(sample_path), "--out", str(out), *TINY_TRAIN_ARGS, *extra])
     assert result.exit_code == 0, result.output
@@ -271,7 +273,42 @@ def test_training_options_are_stored_with_the_model(runner: CliRunner, sample_pa
     assert {
         k: saved["train"][k] for k in ("label_smoothing", "weight_decay", "warmup_steps", "lr_schedule", "patience")
     } == {"label_smoothing": 0.1, "weight_decay": 0.01, "warmup_steps": 3, "lr_schedule": "plateau", "patience": 2}
-    assert saved["data"] == {"dedupe": False, "min_reply_words": 1, "max_reply_words": 12}
+    assert saved["data"] == {"dedupe": False, "min_reply_words": 1, "max_reply_words": 12, "short_context_share": 0.5}
+    assert json.loads((out / "metrics.json").read_text())["short_context_pairs"] > 0
+
+
+def test_init_from_fine_tunes_a_trained_model_keeping_its_tokenizer_and_shape(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path
+) -> None:
+    out, start = tmp_path / "tuned", ["--init-from", str(tiny_model_dir)]
+    args = ["train", str(sample_path), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--precision", "fp32"]
+    result = runner.invoke(cli, [*args, *start, "--dropout", "0.2", "--hidden-size", "32"])  # its own size: allowed
+    assert result.exit_code == 0, result.output
+    assert (out / "tokenizer.model").read_bytes() == (tiny_model_dir / "tokenizer.model").read_bytes()
+    before, after = (json.loads((d / "config.json").read_text()) for d in (tiny_model_dir, out))
+    assert after["model"] == {**before["model"], "dropout": 0.2}
+    assert after["context"] == before["context"]
+    assert after["sha256"]["model.pt"] != before["sha256"]["model.pt"], "it trained"
+    recorded = json.loads((out / "metrics.json").read_text())["init_from"]
+    assert recorded == {"model": str(tiny_model_dir), "model.pt sha256": before["sha256"]["model.pt"]}
+    # It starts where the model left off: on its own training data, one more epoch is no worse than it was.
+    evaluate = ["eval", str(sample_path), "--split", "train", "--model"]
+    losses = [json.loads(runner.invoke(cli, [*evaluate, str(d)]).output)["loss"] for d in (tiny_model_dir, out)]
+    assert losses[1] < losses[0] * 1.05, losses
+
+
+def test_init_from_refuses_a_flag_that_would_change_the_model(
+    runner: CliRunner, tiny_model_dir: Path, sample_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tuned"
+    for flag, value in (("--hidden-size", "64"), ("--vocab-size", "300"), ("--history-turns", "5")):
+        result = runner.invoke(
+            cli, ["train", str(sample_path), "--out", str(out), "--init-from", str(tiny_model_dir), flag, value]
+        )
+        assert result.exit_code == 2 and f"{flag} {value} differs from --init-from" in result.output, result.output
+    missing = runner.invoke(cli, ["train", str(sample_path), "--out", str(out), "--init-from", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output
+    assert not out.exists(), "nothing written"
 
 
 def test_token_budget_batches_train(runner: CliRunner, sample_path: Path, tmp_path: Path) -> None:

@@ -250,4 +250,11 @@ TRAINING_OPTIONS = [
     ),
     field_option(DataConfig, "min_reply_words", COUNT, "Drop pairs whose reply has fewer words."),
     field_option(DataConfig, "max_reply_words", COUNT, "Drop pairs whose reply has more words (0: no limit)."),
+    field_option(
+        DataConfig,
+        "short_context_share",
+        click.FloatRange(0, 1),
+        "Also train on this share of the pairs with two or more turns of context, cut to their last turn, so the "
+        "model does not answer every first message with a greeting (0: off).",
+    ),
 ]

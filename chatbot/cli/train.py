@@ -7,14 +7,18 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from chatbot.cli.options import TRAINING_OPTIONS, apply_all, decode_options, model_option, threads_option
 from chatbot.cli.wiring import decode_config, default_model_dir, report, set_threads
 from chatbot.config import ContextConfig, DataConfig, DecodeConfig, ModelShape, TokenizerConfig, TrainConfig
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:  # the pipeline imports torch: loaded only when a command runs
+    from chatbot.training.pipeline import WarmStart
 
 
 @click.command()
@@ -50,6 +54,14 @@ from chatbot.errors import ChatbotError
     "Retrieved replies repeat training text word for word, so it is off for your own logs unless asked for, and "
     "on by default when every DATA is a built-in public corpus (chitchat, chatterbot:...).",
 )
+@click.option(
+    "--init-from",
+    "init_from",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Start from this trained model's weights and tokenizer instead of random ones (fine-tuning, for instance "
+    "data/default-model on your own logs). The new model keeps its shape, vocabulary and context turns, so those "
+    "flags may only repeat its values; decoding flags are this command's, as for any run.",
+)
 @apply_all(TRAINING_OPTIONS)
 @threads_option()
 @decode_options(stored=True)
@@ -61,6 +73,7 @@ def train(
     resume: bool,
     tensorboard: Path | None,
     reply_index: bool | None,
+    init_from: Path | None,
     **options: Any,
 ) -> None:
     """Train a model on dialogue logs and write a self-contained model directory to --out.
@@ -81,12 +94,15 @@ def train(
     """
     from chatbot.corpora import is_public_corpus
     from chatbot.training.distributed import World, leave
-    from chatbot.training.pipeline import RunOptions, train_model_dir
+    from chatbot.training.pipeline import RunOptions, WarmStart, train_model_dir
 
     sources = (*data, from_db) if from_db else data
     _check_arguments(sources, out, force, resume)
     set_threads(options.pop("threads"))
     shape, tokenizer, context, data_config, decode, config = _configs(options)
+    start = WarmStart.load(init_from) if init_from is not None else None
+    if start is not None:
+        shape, tokenizer, context = _warm_configs(start, shape, tokenizer, context)
     index = all(is_public_corpus(source) for source in sources) if reply_index is None else reply_index
     if decode.candidates != "generated" and not index:  # the model could not answer as its decoding says
         raise click.UsageError(f"--candidates {decode.candidates} needs the reply index: add --reply-index")
@@ -94,7 +110,7 @@ def train(
     run = RunOptions(resume=resume, restart=force, tensorboard=tensorboard, world=world)
     try:
         metrics = train_model_dir(
-            sources, out, shape, tokenizer, context, data_config, config, report, run, decode, reply_index=index
+            sources, out, shape, tokenizer, context, data_config, config, report, run, decode, index, start
         )
     finally:
         leave(world)
@@ -126,6 +142,28 @@ def _configs(
     decode = DecodeConfig(**{name: value for name, value in take(DecodeConfig).items() if value is not None})
     options["time_budget_minutes"] = options.pop("time_budget")
     return shape, tokenizer, context, DataConfig(**data), decode, TrainConfig(**options)
+
+
+def _warm_configs(
+    start: WarmStart, shape: ModelShape, tokenizer: TokenizerConfig, context: ContextConfig
+) -> tuple[ModelShape, TokenizerConfig, ContextConfig]:
+    """The shape, tokenizer and context of the model a run starts from (its dropout may change); a flag given
+    with another value than that model's is a usage error, not silently ignored."""
+    kept_shape = dataclasses.replace(start.shape, dropout=shape.dropout)
+    kept_context = start.bundle.context
+    source = click.get_current_context().get_parameter_source
+    pairs = [(shape, kept_shape), (context, kept_context)]
+    wanted = [(name, getattr(new, name), getattr(old, name)) for new, old in pairs for name in _names(new)]
+    wanted.append(("vocab_size", tokenizer.vocab_size, start.tokenizer_config.vocab_size))
+    for name, value, kept in wanted:
+        if value != kept and source(name) not in (None, ParameterSource.DEFAULT):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} {value} differs from --init-from {start.source['model']}, which has {kept}")
+    return kept_shape, start.tokenizer_config, kept_context
+
+
+def _names(config: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(config)]
 
 
 @click.command("index")

@@ -52,6 +52,21 @@ def last_turn(context: str) -> str:
     return _MARKER.split(context)[-1].strip()
 
 
+def short_context_pairs(pairs: Iterable[Pair], share: float) -> list[Pair]:
+    """A stable ``share`` of the pairs whose context has two or more turns, again with only its last turn (marker
+    kept) as the context. Trained on beside the full pairs, they teach the model that a one-turn context is not
+    always a conversation's opening, where the reply is a greeting. Which pairs: a hash of their text, so a
+    resumed or repeated run picks the same ones."""
+    threshold = round(share * 10_000)
+    short = []
+    for pair in pairs:
+        markers = list(_MARKER.finditer(pair.context))
+        key = f"{pair.conversation_id}\n{pair.context}\n{pair.response}".encode()
+        if len(markers) >= 2 and zlib.crc32(key) % 10_000 < threshold:
+            short.append(Pair(pair.context[markers[-1].start() :], pair.response, pair.conversation_id))
+    return short
+
+
 def split_of(conversation_id: str, valid_percent: int = 5, test_percent: int = 5) -> str:
     """The split a conversation belongs to: a stable hash of its id, so no conversation is on two sides."""
     bucket = zlib.crc32(conversation_id.encode("utf-8")) % 100

@@ -27,6 +27,7 @@ from chatbot.config import (
     ModelShape,
     TokenizerConfig,
     TrainConfig,
+    from_dict,
 )
 from chatbot.corpora import load_corpora
 from chatbot.errors import ChatbotError
@@ -38,7 +39,7 @@ from chatbot.reply_quality import is_looping
 from chatbot.search.scoring import target_log_probs
 from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
-from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, split_pairs
+from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, short_context_pairs, split_pairs
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import checkpoint, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
@@ -61,6 +62,26 @@ class RunOptions:
     world: World = field(default_factory=World)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """A trained model to start from instead of random weights (``chatbot train --init-from``): its weights and
+    its tokenizer, which the new run keeps (so the network's shape, vocabulary and context are the old model's).
+    ``source`` says where it came from, in the run's record and its metrics."""
+
+    bundle: checkpoint.ModelBundle
+    shape: ModelShape
+    tokenizer_config: TokenizerConfig
+    source: dict[str, str]
+
+    @classmethod
+    def load(cls, directory: Path) -> WarmStart:
+        bundle = checkpoint.load(directory)
+        config = checkpoint.read_config(directory)
+        shape, tokenizer = from_dict(ModelShape, config["model"]), from_dict(TokenizerConfig, config["tokenizer"])
+        digest = str(config.get("sha256", {}).get("model.pt", ""))
+        return cls(bundle, shape, tokenizer, {"model": str(directory), "model.pt sha256": digest})
+
+
 def train_model_dir(
     sources: Sequence[str],
     out: Path,
@@ -73,10 +94,12 @@ def train_model_dir(
     options: RunOptions = RunOptions(),
     decode: DecodeConfig | None = None,
     reply_index: bool = False,
+    start: WarmStart | None = None,
 ) -> dict[str, Any]:
     """Train a model on ``sources`` and write it to ``out`` with ``decode`` (default: DecodeConfig's) as its
     decoding default, and with ``reply_index`` an index of its training replies (reply_index.py); returns the
-    metrics written beside it (on rank 0; other torchrun ranks return an empty dict)."""
+    metrics written beside it (on rank 0; other torchrun ranks return an empty dict). With ``start`` the run
+    begins from that model's weights and tokenizer; ``shape``, ``tokenizer_config`` and ``context`` must be its."""
     world = options.world
     say = report if world.is_main else _silent
     device = resolve_device(train.device)
@@ -90,10 +113,16 @@ def train_model_dir(
         raise ChatbotError("no training pairs: the data has no conversation with two or more turns")
     run = {"sources": list(sources), "model": asdict(shape), "tokenizer": asdict(tokenizer_config)}
     run.update(context=asdict(context), data=asdict(data), train=asdict(train))
+    if start is not None:
+        run["init_from"] = start.source
     partial = resume.partial_dir(out)
-    tokenizer, state = _open_run(partial, run, splits["train"], tokenizer_config, options)
-    encoded = {name: [encode_pair(pair, tokenizer, context) for pair in pairs] for name, pairs in splits.items()}
+    tokenizer, state = _open_run(partial, run, splits["train"], tokenizer_config, options, start)
+    encoded, short = _encode(splits, tokenizer, context, data.short_context_share)
+    if short:
+        say(f"also training on {short:,} pairs with their context cut to its last turn")
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, **asdict(shape)))
+    if start is not None and state is None:  # a resumed run restores its own weights
+        model.load_state_dict(start.bundle.model.state_dict())
     model.to(device)
     parameters = sum(p.numel() for p in model.parameters())
     say(f"model: {parameters:,} parameters, vocabulary {tokenizer.vocab_size}, training on {device} x {world.size}")
@@ -105,6 +134,8 @@ def train_model_dir(
     metrics: dict[str, Any] = {}
     if world.is_main:  # the other ranks wait at the barrier meanwhile
         metrics = {"training": asdict(summary), "pairs": {k: len(v) for k, v in splits.items()}}
+        metrics.update({"short_context_pairs": short} if short else {})
+        metrics.update({"init_from": start.source} if start is not None else {})
         metrics.update(cleaning=asdict(cleaning), processes=world.size)
         metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
         bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, decode or DecodeConfig(), data)  # on any CPU
@@ -112,6 +143,17 @@ def train_model_dir(
         _write_model(out, bundle, train, metrics, summary, index)
     distributed.barrier(world)
     return metrics
+
+
+def _encode(
+    splits: dict[str, list[Pair]], tokenizer: Tokenizer, context: ContextConfig, short_context_share: float
+) -> tuple[dict[str, list[EncodedPair]], int]:
+    """Every split's pairs as ids, the training side with its short-context pairs added (text/pairs.py); and how
+    many those are. The held-out sides stay as they are, so their perplexity compares with any other run's."""
+    encoded = {name: [encode_pair(pair, tokenizer, context) for pair in pairs] for name, pairs in splits.items()}
+    short = short_context_pairs(splits["train"], short_context_share)
+    encoded["train"] += [encode_pair(pair, tokenizer, context) for pair in short]
+    return encoded, len(short)
 
 
 def _write_model(
@@ -188,16 +230,21 @@ def _open_run(
     train_pairs: Sequence[Pair],
     tokenizer_config: TokenizerConfig,
     options: RunOptions,
+    start: WarmStart | None,
 ) -> tuple[Tokenizer, RunState | None]:
     """The tokenizer and, when resuming, the saved run state; a fresh run trains the tokenizer (on rank 0,
-    shared with the other ranks) and starts ``partial``. An unfinished run is never discarded silently."""
+    shared with the other ranks), or keeps ``start``'s, and starts ``partial``. An unfinished run is never
+    discarded silently."""
     world = options.world
     if options.resume:
         return resume.reopen(partial, run, tokenizer_config)
     if resume.has_state(partial) and not options.restart and world.is_main:
         raise ChatbotError(f"{partial} holds an unfinished run: pass --resume to continue it or --force to start over")
-    proto = Tokenizer.train(_tokenizer_texts(train_pairs), tokenizer_config).model_proto if world.is_main else b""
-    tokenizer = Tokenizer(distributed.broadcast(proto, world), tokenizer_config)
+    if start is not None:
+        tokenizer = start.bundle.tokenizer
+    else:
+        proto = Tokenizer.train(_tokenizer_texts(train_pairs), tokenizer_config).model_proto if world.is_main else b""
+        tokenizer = Tokenizer(distributed.broadcast(proto, world), tokenizer_config)
     if world.is_main:
         resume.begin(partial, run, tokenizer)
     return tokenizer, None

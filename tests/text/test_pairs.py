@@ -1,10 +1,11 @@
-"""Pairs: the history window, speaker markers relative to the responder, and the split by conversation."""
+"""Pairs: the history window, speaker markers relative to the responder, short contexts, and the split by
+conversation."""
 
 from __future__ import annotations
 
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.dialogue.types import Role, Turn
-from chatbot.text.pairs import conversation_pairs, history_context, split_of, split_pairs
+from chatbot.text.pairs import Pair, conversation_pairs, history_context, short_context_pairs, split_of, split_pairs
 
 CONVERSATION = Conversation(
     "c1",
@@ -39,3 +40,19 @@ def test_split_is_stable_and_keeps_each_conversation_on_one_side() -> None:
     assert all(sides.values()), "400 conversations should reach every split"
     assert [split_of(f"conv-{i}") for i in range(50)] == [split_of(f"conv-{i}") for i in range(50)]
     assert 0.8 < len(sides["train"]) / 400 < 0.97
+
+
+def test_short_context_pairs_cut_a_stable_share_of_longer_contexts_to_their_last_turn() -> None:
+    pairs = [
+        Pair(f"<usr> hello {i} <bot> hi there <usr> what is new {i}", f"not much {i}", f"c{i % 7}") for i in range(2000)
+    ]
+    opening = Pair("<usr> hi", "hello", "c0")  # a one-turn context has nothing to cut
+    short = short_context_pairs([opening, *pairs], 0.3)
+    assert 500 < len(short) < 700, "about 30% of the 2,000 longer contexts"
+    assert all(p.context.startswith("<usr> what is new ") and p.context.count("<") == 1 for p in short)
+    assert {p.response.split()[-1] for p in short} == {p.context.split()[-1] for p in short}, "each keeps its reply"
+    assert short_context_pairs(pairs, 0.3) == short, "the same pairs every run"
+    assert short_context_pairs(pairs, 0.0) == []
+    assert len(short_context_pairs([opening, *pairs], 1.0)) == len(pairs)
+    own_last = short_context_pairs([Pair("<usr> a <bot> b", "c", "c1")], 1.0)
+    assert [p.context for p in own_last] == ["<bot> b"], "the last turn keeps its own speaker marker"
