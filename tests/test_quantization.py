@@ -14,12 +14,11 @@ from chatbot.evaluation import held_out_pairs, perplexity
 from chatbot.quantization import quantize
 from chatbot.training import checkpoint
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample_dialogues.jsonl"
-
 
 def test_int8_perplexity_is_within_half_a_percent_of_fp32() -> None:
+    # 500 of the model's own test pairs: on the few pairs of the sample logs, chance alone moves it by half a percent.
     bundle = checkpoint.load(default_model_dir())
-    pairs = held_out_pairs(bundle, [str(SAMPLE)], "all", 0)
+    pairs = held_out_pairs(bundle, ["chitchat"], "test", 500)
     fp32 = perplexity(bundle.model, bundle.tokenizer, pairs).word_perplexity
     int8_model = quantize(bundle.model)
     assert isinstance(int8_model.decoder.rnn, torch.ao.nn.quantized.dynamic.GRU)
