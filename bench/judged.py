@@ -5,7 +5,9 @@ for a rater (a person, or an LLM given only the sheet), and a scorer joins the f
 system's raw replies), sheet.md (bench/judged/rubric.md, then each conversation with its replies lowercased, each
 distinct reply once, in a seeded per-prompt shuffle, under ids such as ``017-c`` that say nothing of who wrote
 them; with --parts N also sheet-1.md ... sheet-N.md, every Nth prompt each, for N raters), a ratings template per
-sheet, and key.json (which systems wrote each id: for the scorer only). ``score`` checks the filled ratings (every
+sheet, and key.json (which systems wrote each id: for the scorer only); it prints each system's empty and looping
+replies, and how many first messages that are not greetings it answered with only a greeting (the first-turn
+greeting bias, ``reply_quality.is_pleasantry``). ``score`` checks the filled ratings (every
 id rated exactly once) and prints per system the mean score with a bootstrap interval over prompts, the on-topic,
 fluent and rated >= 4 shares, and its empty and looping replies; with --versus, paired differences of the mean
 against one system; for all prompts and per prompt kind. It writes the same figures to scores.json.
