@@ -69,17 +69,20 @@ class WarmStart:
     ``source`` says where it came from, in the run's record and its metrics."""
 
     bundle: checkpoint.ModelBundle
-    shape: ModelShape
-    tokenizer_config: TokenizerConfig
     source: dict[str, str]
 
     @classmethod
     def load(cls, directory: Path) -> WarmStart:
-        bundle = checkpoint.load(directory)
-        config = checkpoint.read_config(directory)
-        shape, tokenizer = from_dict(ModelShape, config["model"]), from_dict(TokenizerConfig, config["tokenizer"])
-        digest = str(config.get("sha256", {}).get("model.pt", ""))
-        return cls(bundle, shape, tokenizer, {"model": str(directory), "model.pt sha256": digest})
+        digest = str(checkpoint.read_config(directory).get("sha256", {}).get("model.pt", ""))
+        return cls(checkpoint.load(directory), {"model": str(directory), "model.pt sha256": digest})
+
+    @property
+    def shape(self) -> ModelShape:
+        return from_dict(ModelShape, asdict(self.bundle.model.config))
+
+    @property
+    def tokenizer_config(self) -> TokenizerConfig:
+        return self.bundle.tokenizer.config
 
 
 def train_model_dir(
