@@ -596,24 +596,43 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
 # The subcommands.
 
 
-def backlog(options: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Write at the rate, SIGINT the bot, start it again and wait until every message is answered."""
+@dataclass
+class PollingRun:
+    """A run of one polling bot against the fake Telegram: its database, its setup (to start more bots), every
+    bot started (``bots``, the first one the run's) and the seconds the first took to poll."""
+
+    telegram: Telegram
+    db: str
+    setup: BotSetup
+    bots: list[Bot]
+    ready_seconds: float
+
+
+@contextmanager
+def polling_run(options: argparse.Namespace, folder: Path, name: str) -> Iterator[PollingRun]:
+    """The fake Telegram serving ``options.chats`` chats and one bot polling it (database ``options.db``, default
+    FOLDER/NAME.sqlite3); every bot in the run's ``bots`` is stopped when it ends, then the fake Telegram."""
     telegram = Telegram(options.chats)
-    db = options.db or f"sqlite:///{folder / 'backlog.sqlite3'}"
-    count = round(options.rate * options.seconds)
-    with ExitStack() as stack, bots_stopped() as bots:
-        stack.enter_context(telegram.serving())
+    db = options.db or f"sqlite:///{folder / f'{name}.sqlite3'}"
+    with telegram.serving(), bots_stopped() as bots:
         setup = bot_setup(options, telegram.api.url, db, folder)
         ready = polling_started(telegram)
         bots.append(start_bot(setup, "bot"))
-        ready_seconds = wait_ready(bots, ready)
+        yield PollingRun(telegram, db, setup, bots, wait_ready(bots, ready))
+
+
+def backlog(options: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Write at the rate, SIGINT the bot, start it again and wait until every message is answered."""
+    count = round(options.rate * options.seconds)
+    with polling_run(options, folder, "backlog") as run:
+        telegram, db, ready_seconds = run.telegram, run.db, run.ready_seconds
         for _ in paced(count, options.rate):
             telegram.queue()
         stopped_at = time.monotonic()
-        stopped = interrupt(bots[0])
+        stopped = interrupt(run.bots[0])
         first_run = per_update(telegram.deliveries())
         ready = polling_started(telegram)
-        bots.append(restarted := start_bot(setup, "restarted-bot"))
+        run.bots.append(restarted := start_bot(run.setup, "restarted-bot"))
         restart_ready = wait_ready([restarted], ready)
         drained = wait_until(telegram.all_answered, options.wait, [restarted])
         drain = None if drained is None else time.monotonic() - restarted.started
@@ -646,15 +665,9 @@ def backlog(options: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 def soak(options: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Steady load: every message's latency, and the bot's memory along the run."""
-    telegram = Telegram(options.chats)
-    db = options.db or f"sqlite:///{folder / 'soak.sqlite3'}"
     count = round(options.rate * options.seconds)
-    with ExitStack() as stack, bots_stopped() as bots:
-        stack.enter_context(telegram.serving())
-        setup = bot_setup(options, telegram.api.url, db, folder)
-        ready = polling_started(telegram)
-        bots.append(bot := start_bot(setup, "bot"))
-        ready_seconds = wait_ready(bots, ready)
+    with polling_run(options, folder, "soak") as run:
+        telegram, db, ready_seconds, bot = run.telegram, run.db, run.ready_seconds, run.bots[0]
         memory = MemoryLog(bot.process.pid, options.sample_seconds, min(WARM_SECONDS, WARM_FRACTION * options.seconds))
         for _ in paced(count, options.rate):
             telegram.queue()
