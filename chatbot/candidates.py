@@ -7,11 +7,14 @@ what each is good at: the model is a better judge of fit than it is a writer.
 Every candidate of a context is scored in one teacher-forced batch (search/scoring.py) as
 
     (log p(T | S) - mmi_weight * log U(T)) / length_penalty(|T| + 1) + retrieval_weight * relevance(T)
+        + semantic_weight * similarity(message, T)
 
 the first term the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context,
 so a reply that fits any message ("hi!", "lol") gains nothing over one that fits this message. ``relevance`` is
 a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
 closely the message it answered matches this one, which a small model judges worse than the index does.
+``similarity`` is the cosine between the context's newest turn and the reply under a pretrained sentence encoder
+(semantic.py): a second opinion on whether the reply is about what was said, which the small model is also bad at.
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ GENERATED = "generated"
 @dataclass(frozen=True)
 class Candidate:
     """A possible reply as piece ids (without bos/eos), where it came from (``generated``, or the id of the
-    training conversation it was retrieved from), its relevance (see the module docstring), and its whole
-    context-free log-probability where the reply index knows it (None: scored here)."""
+    training conversation it was retrieved from), its relevance (see the module docstring), its whole
+    context-free log-probability where the reply index knows it (None: scored here), its row in the reply index
+    (-1: generated), and its semantic similarity to the user's message (semantic.py; 0 until one is set)."""
 
     tokens: list[int]
     source: str
     relevance: float = 0.0
     context_free: float | None = None
+    row: int = -1
+    similarity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def pool(
     best = max((r.score for r in retrieved), default=1.0)
     found = [Candidate(h.tokens, GENERATED) for h in generated]
     found += [
-        Candidate(ids, r.conversation, r.score / best, r.context_free)
+        Candidate(ids, r.conversation, r.score / best, r.context_free, r.row)
         for r, ids in zip(retrieved, retrieved_ids, strict=True)
     ]
     for candidate in found:
@@ -119,7 +125,7 @@ def choose(
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1
         score = (log_prob - config.mmi_weight * context_free) / length_penalty(pieces, config.length_penalty)
-        score += config.retrieval_weight * candidate.relevance
+        score += config.retrieval_weight * candidate.relevance + config.semantic_weight * candidate.similarity
         current = best[row]
         if current is None or score > current.score:
             best[row] = Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces))

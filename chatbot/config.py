@@ -188,7 +188,8 @@ class DecodeConfig:
     ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
     log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
     length-normalised by ``length_penalty``, plus ``retrieval_weight`` times a retrieved reply's relevance (its
-    BM25 score over the best of its context's; candidates.py).
+    BM25 score over the best of its context's; candidates.py), plus ``semantic_weight`` times the cosine between
+    the user's newest message and the reply under a pretrained sentence encoder (semantic.py).
     """
 
     max_length: int = field(default=32, metadata={"help": "Longest reply, in pieces."})
@@ -266,6 +267,13 @@ class DecodeConfig:
         metadata={
             "help": "Candidates: add this times a retrieved reply's relevance (its BM25 score over "
             "the best retrieved one's, 0 for a generated reply) to its score."
+        },
+    )
+    semantic_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Candidates: add this times the cosine between the user's message and the reply, as a "
+            "pretrained sentence encoder (all-MiniLM-L6-v2) sees them, to its score (0: off)."
         },
     )
 

@@ -9,6 +9,9 @@ One SQLite file (``reply_index.sqlite3`` in a model directory), written here and
   the model the index was built for: what MMI subtracts, computed once here instead of at every reply) and the
   ids of their conversations, as one zlib-compressed JSON document each. They are read into memory when the index
   opens; kept as rows they would double the file.
+- ``vectors``: each reply as the sentence encoder sees it (semantic.py), on the index's own ``DIMENSIONS``
+  principal axes as int8, one row per reply in order (raw bytes); ``projection`` holds the axes, so a context can
+  be compared with them. Format 2 files, written before, have neither and still open.
 - ``meta``: the format version and how many replies there are.
 
 Search is BM25 over the words of the message. A row must contain at least one *informative* word (one of the
@@ -30,10 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chatbot.errors import ModelError
+from chatbot.semantic import DIMENSIONS, WIDTH, Projection, from_int8
 
 FILE_NAME = "reply_index.sqlite3"
-FORMAT_VERSION = 2  # 2: each reply carries its context-free log-probability
+FORMAT_VERSION = 3  # 2: each reply carries its context-free log-probability; 3: and its sentence vector
+READABLE_VERSIONS = ("2", "3")
 INFORMATIVE_SHARE = 0.02  # a word in more keys than this share ranks rows but does not select them
 MOST_INFORMATIVE = 4  # rarer words select rows; more of them slow a long message's query for little change
 MAX_QUERY_WORDS = 32  # a 4,096-character message is searched by its first words only
@@ -41,20 +48,34 @@ WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
+class ReplyVectors:
+    """An index's sentence vectors: the ``projection`` a context is put through, and each reply's unit vector
+    on its axes, ``replies`` (replies, DIMENSIONS) float32, rows in index order."""
+
+    projection: Projection
+    replies: np.ndarray
+
+
+@dataclass(frozen=True)
 class Retrieved:
     """A training reply found for a message: its text, the training conversation it came from, its BM25 score
-    (higher is closer), and its log-probability after the neutral context, eos included, under the model."""
+    (higher is closer), its log-probability after the neutral context, eos included, under the model, and its row
+    in the index (where its sentence vector is)."""
 
     text: str
     conversation: str
     score: float
     context_free: float
+    row: int = -1
 
 
-def build(path: Path, entries: Iterable[tuple[str, str, str, float]]) -> int:
-    """Write an index of ``entries`` (key, reply, conversation id, the reply's context-free log-probability) to
-    ``path``, replacing any file there; returns how many replies it holds. The file is written beside ``path``
-    and renamed into place."""
+def build(
+    path: Path, entries: Iterable[tuple[str, str, str, float]], vectors: np.ndarray, projection: Projection
+) -> int:
+    """Write an index of ``entries`` (key, reply, conversation id, the reply's context-free log-probability) with
+    their replies' int8 sentence ``vectors`` (replies, DIMENSIONS) on ``projection``'s axes to ``path``, replacing
+    any file there; returns how many replies it holds. The file is written beside ``path`` and renamed into
+    place."""
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     replies: list[tuple[str, int, float]] = []
@@ -70,15 +91,22 @@ def build(path: Path, entries: Iterable[tuple[str, str, str, float]]) -> int:
             database.execute("INSERT INTO keys (rowid, key) VALUES (?, ?)", (len(replies), key.lower()))
             replies.append((reply, conversations.setdefault(conversation, len(conversations)), round(context_free, 4)))
         database.execute("INSERT INTO keys (keys) VALUES ('optimize')")  # one b-tree segment: faster queries
+        if vectors.shape != (len(replies), DIMENSIONS) or vectors.dtype != np.int8:
+            raise ValueError(f"{len(replies)} replies need int8 vectors of shape ({len(replies)}, {DIMENSIONS})")
         _put_blob(database, "replies", replies)
         _put_blob(database, "conversations", list(conversations))
+        _put_blob(database, "projection", {"mean": projection.mean.tolist(), "axes": projection.axes.tolist()})
+        database.execute("INSERT INTO blobs VALUES ('vectors', ?)", (vectors.tobytes(),))
         database.executemany(
             "INSERT INTO meta VALUES (?, ?)", (("format_version", str(FORMAT_VERSION)), ("replies", str(len(replies))))
         )
         database.commit()
         database.execute("VACUUM")
-    finally:
+    except BaseException:
         database.close()
+        partial.unlink(missing_ok=True)
+        raise
+    database.close()
     partial.replace(path)
     return len(replies)
 
@@ -99,26 +127,37 @@ class ReplyIndex:
         try:
             self._database = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             meta = dict(self._database.execute("SELECT name, value FROM meta").fetchall())
-            if meta.get("format_version") != str(FORMAT_VERSION):
+            if meta.get("format_version") not in READABLE_VERSIONS:
                 raise ModelError(f"{path}: reply index format {meta.get('format_version')!r} is not {FORMAT_VERSION}")
             self._replies: list[Any] = self._blob("replies")  # [text, conversation number, context-free] each
             self._conversations: list[Any] = self._blob("conversations")
+            self.vectors = self._vectors() if meta["format_version"] != "2" else None
             # Each word's document frequency, read once (90 ms for chitchat's 31,000 words): looked up per query, it
             # was half the search's time.
             self._database.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'keys', 'row')")
             self._counts: dict[str, int] = dict(self._database.execute("SELECT term, doc FROM temp.vocabulary"))
-        except (sqlite3.Error, ValueError, zlib.error) as error:
+        except (sqlite3.Error, ValueError, KeyError, TypeError, zlib.error) as error:
             raise ModelError(f"{path}: not a readable reply index ({error}); rebuild it with `chatbot index`") from None
         self._lock = threading.Lock()
 
-    def _blob(self, name: str) -> list[Any]:
+    def _blob(self, name: str) -> Any:
         row = self._database.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise ValueError(f"no {name}")
         value = json.loads(zlib.decompress(row[0]))
-        if not isinstance(value, list):
+        if not isinstance(value, (list, dict)):
             raise ValueError(f"{name} is not a list")
         return value
+
+    def _vectors(self) -> ReplyVectors:
+        shape = (len(self._replies), DIMENSIONS)
+        (data,) = self._database.execute("SELECT data FROM blobs WHERE name = 'vectors'").fetchone() or (b"",)
+        projection = self._blob("projection")
+        mean = np.asarray(projection["mean"], dtype=np.float32)
+        axes = np.asarray(projection["axes"], dtype=np.float32)
+        if len(data) != shape[0] * shape[1] or mean.shape != (WIDTH,) or axes.shape != (DIMENSIONS, WIDTH):
+            raise ValueError("its sentence vectors do not match its replies")
+        return ReplyVectors(Projection(mean, axes), from_int8(np.frombuffer(data, dtype=np.int8).reshape(shape)))
 
     def __len__(self) -> int:
         return len(self._replies)
@@ -143,7 +182,7 @@ class ReplyIndex:
         for row, rank in rows:
             text, conversation, context_free = self._replies[row]
             name = str(self._conversations[int(conversation)])
-            found.append(Retrieved(str(text), name, -float(rank), float(context_free)))
+            found.append(Retrieved(str(text), name, -float(rank), float(context_free), int(row)))
         return found
 
     def _query(self, words: list[str]) -> str | None:

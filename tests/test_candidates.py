@@ -25,6 +25,7 @@ def test_pool_keeps_each_reply_once_and_drops_what_cannot_be_said_whole() -> Non
     found = pool(generated, retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=3)
     # "a" repeats a generated reply and "b" is too long; relevance is the BM25 score over the best one's.
     assert found == [Candidate([5, 6], GENERATED), Candidate([7], GENERATED), Candidate([11], "c3", 1 / 3, -3.0)]
+    assert [c.row for c in found] == [-1, -1, -1]  # made up: these Retrieved carry no index row
     longer = pool([], retrieved, [[5, 6], [8, 9, 10], [11]], max_pieces=4, min_pieces=2)
     assert [c.source for c in longer] == ["c1", "c2"]  # "c" is shorter than the minimum length
 
@@ -33,35 +34,49 @@ def _ids(bundle: checkpoint.ModelBundle, text: str) -> list[int]:
     return bundle.tokenizer.encode(text)
 
 
-@pytest.mark.parametrize(("mmi_weight", "retrieval_weight"), [(0.0, 0.0), (0.7, 0.0), (0.5, 100.0)])
+@pytest.mark.parametrize(
+    ("mmi_weight", "retrieval_weight", "semantic_weight"),
+    [(0.0, 0.0, 0.0), (0.7, 0.0, 0.0), (0.5, 100.0, 0.0), (0.5, 0.0, 100.0), (0.5, 3.0, 3.5)],
+)
 def test_choose_scores_every_candidate_as_documented(
-    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float
+    tiny_model_dir: Path, mmi_weight: float, retrieval_weight: float, semantic_weight: float
 ) -> None:
     bundle = checkpoint.load(tiny_model_dir)
     model, tok = bundle.model, bundle.tokenizer
-    config = DecodeConfig(mmi_weight=mmi_weight, mmi_prefix=2, length_penalty=0.6, retrieval_weight=retrieval_weight)
+    config = DecodeConfig(
+        mmi_weight=mmi_weight,
+        mmi_prefix=2,
+        length_penalty=0.6,
+        retrieval_weight=retrieval_weight,
+        semantic_weight=semantic_weight,
+    )
     source = _ids(bundle, "<usr> do you have any pets?")
     replies = [_ids(bundle, text) for text in ("yes, a cat named pepper", "mushrooms and olives", "hello")]
     neutral = _ids(bundle, "<usr>")
     with torch.no_grad():
         fitted = target_log_probs(model, model.encode(torch.tensor([source])), [0, 0, 0], [[*r, 3] for r in replies], 2)
         anti = prefix_log_probs(model, replies, neutral, 2, 3, 2)
-    relevance = [0.2, 1.0, 0.5]
+    relevance, similarity = [0.2, 1.0, 0.5], [0.1, -0.2, 0.6]
     expected = [
-        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel
-        for lp, lm, r, rel in zip(fitted, anti, replies, relevance, strict=True)
+        (lp - mmi_weight * lm) / length_penalty(len(r) + 1, 0.6) + retrieval_weight * rel + semantic_weight * sim
+        for lp, lm, r, rel, sim in zip(fitted, anti, replies, relevance, similarity, strict=True)
     ]
-    candidates = [Candidate(r, f"c{i}", rel) for i, (r, rel) in enumerate(zip(replies, relevance, strict=True))]
+    candidates = [
+        Candidate(r, f"c{i}", rel, similarity=sim)
+        for i, (r, rel, sim) in enumerate(zip(replies, relevance, similarity, strict=True))
+    ]
     (best,) = choose(model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, config)
     winner = max(range(3), key=expected.__getitem__)
     assert best is not None
     assert (best.tokens, best.source) == (replies[winner], f"c{winner}")
     assert best.score == pytest.approx(expected[winner], abs=1e-5)
     assert best.confidence == pytest.approx(math.exp(fitted[winner] / (len(replies[winner]) + 1)), rel=1e-5)
-    if not retrieval_weight:
-        assert best.tokens == replies[0]  # the tiny model learned this answer to this question
+    if semantic_weight == 100.0:
+        assert best.tokens == replies[2]  # a heavy enough semantic similarity outweighs the model
+    elif retrieval_weight == 100.0:
+        assert best.tokens == replies[1]  # so does a heavy enough relevance prior
     else:
-        assert best.tokens == replies[1]  # a heavy enough relevance prior outweighs the model
+        assert best.tokens == replies[0]  # the tiny model learned this answer to this question
 
 
 def test_choose_batches_contexts_and_reports_none_without_candidates(tiny_model_dir: Path) -> None:

@@ -114,3 +114,50 @@ def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Pa
     (copy / FILE_NAME).write_bytes(bytes(data))
     with pytest.raises(ModelError, match=f"{FILE_NAME} is not the file saved with this model"):
         checkpoint.load(copy)
+
+
+def test_a_heavy_semantic_weight_sends_the_candidate_closest_to_the_context(tiny_indexed_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+    from chatbot.reply_index import FILE_NAME, ReplyIndex
+    from chatbot.semantic import SentenceEncoder, encoder_path
+
+    message = "i love my cat"
+    index = ReplyIndex(tiny_indexed_model_dir / FILE_NAME)
+    found, vectors = index.search(message, 10), index.vectors
+    assert len(found) >= 2 and vectors is not None
+    context = vectors.projection.apply(SentenceEncoder(encoder_path()).encode([message]))[0]
+    closest = max(found, key=lambda r: float(vectors.replies[r.row] @ context))
+    history = [Turn(Role.USER, message)]
+    heavy = DecodeConfig(candidates="retrieved", retrieved=10, semantic_weight=1000.0)
+    reply = ResponseGenerator(tiny_indexed_model_dir, heavy).reply(history)
+    assert (reply.text, reply.source) == (closest.text.lower(), closest.conversation)
+    assert reply.decoding["semantic_weight"] == 1000.0
+    unweighted = DecodeConfig(candidates="retrieved", retrieved=10)
+    assert ResponseGenerator(tiny_indexed_model_dir, unweighted).reply(history).text != reply.text  # it decided
+    # The model's own n-best compete too: they are encoded at reply time, the retrieved ones read from the index.
+    both = DecodeConfig(candidates="both", retrieved=10, semantic_weight=1000.0, strategy="beam", n_best=3)
+    assert ResponseGenerator(tiny_indexed_model_dir, both).reply(history).text
+
+
+@pytest.mark.reliability
+def test_semantic_scoring_with_an_index_that_has_no_vectors_says_to_rebuild_it(
+    tiny_indexed_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import sqlite3
+
+    from chatbot.config import DecodeConfig
+    from chatbot.reply_index import FILE_NAME
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_indexed_model_dir, copy)
+    with sqlite3.connect(copy / FILE_NAME) as database:  # an index written by an earlier version (format 2)
+        database.execute("DELETE FROM blobs WHERE name IN ('vectors', 'projection')")
+        database.execute("UPDATE meta SET value = '2' WHERE name = 'format_version'")
+    (copy / "config.json").write_text(  # its digest is no longer the saved one: drop the check for this test
+        (copy / "config.json").read_text().replace(f'"{FILE_NAME}"', '"dropped"')
+    )
+    history = [Turn(Role.USER, "do you have any pets?")]
+    assert ResponseGenerator(copy, DecodeConfig(candidates="retrieved")).reply(history).text  # still serves
+    with pytest.raises(ModelError, match="rebuild it with `chatbot index"):
+        ResponseGenerator(copy, DecodeConfig(candidates="retrieved", semantic_weight=1.0)).reply(history)

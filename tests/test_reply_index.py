@@ -6,10 +6,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chatbot.errors import ModelError
 from chatbot.reply_index import ReplyIndex, build
+from chatbot.semantic import DIMENSIONS, WIDTH, Projection, to_int8
 
 ENTRIES = [
     ("do you have any pets?", "yes, a cat named pepper", "c1", -5.0),
@@ -19,10 +21,18 @@ ENTRIES = [
 ]
 
 
+def _build(path: Path, entries: list[tuple[str, str, str, float]], seed: int = 0) -> int:
+    """``build`` with made-up sentence vectors (random unit vectors on their own principal axes)."""
+    vectors = np.random.default_rng(seed).normal(size=(len(entries), WIDTH)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    projection = Projection.fit(vectors)
+    return build(path, entries, to_int8(projection.apply(vectors)), projection)
+
+
 @pytest.fixture
 def index(tmp_path: Path) -> ReplyIndex:
     path = tmp_path / "index.sqlite3"
-    assert build(path, ENTRIES) == len(ENTRIES)
+    assert _build(path, ENTRIES) == len(ENTRIES)
     return ReplyIndex(path)
 
 
@@ -56,8 +66,8 @@ def test_query_syntax_in_a_message_is_only_words(index: ReplyIndex, message: str
 
 def test_build_replaces_an_old_index_whole(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
-    build(path, ENTRIES)
-    build(path, [("hello there", "hi!", "only", -1.5)])
+    _build(path, ENTRIES)
+    _build(path, [("hello there", "hi!", "only", -1.5)])
     assert [r.text for r in ReplyIndex(path).search("hello", 5)] == ["hi!"]
     assert not list(tmp_path.glob(".*partial"))
 
@@ -72,7 +82,7 @@ def test_a_damaged_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a readable reply index"):
         ReplyIndex(foreign)
     newer = tmp_path / "newer.sqlite3"
-    build(newer, ENTRIES)
+    _build(newer, ENTRIES)
     with sqlite3.connect(newer) as database:
         database.execute("UPDATE meta SET value = '99' WHERE name = 'format_version'")
     with pytest.raises(ModelError, match="format '99'"):
@@ -84,6 +94,37 @@ def test_only_the_rarest_informative_words_select_rows(tmp_path: Path) -> None:
     rare = [(word, f"reply {word}", word, -1.0) for word in "abcde"]
     common = [(f"f filler {n}", f"reply f{n}", f"f{n}", -1.0) for n in range(3)]
     path = tmp_path / "index.sqlite3"
-    build(path, rare + common + [(f"other {n}", "x", f"o{n}", -1.0) for n in range(300)])
+    _build(path, rare + common + [(f"other {n}", "x", f"o{n}", -1.0) for n in range(300)])
     found = {r.conversation for r in ReplyIndex(path).search("a b c d e f", 20)}
     assert found == {"a", "b", "c", "d"}  # the four rarest (ties keep the message's order)
+
+
+def test_each_reply_s_sentence_vector_is_kept_on_the_index_s_axes(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    vectors = np.random.default_rng(1).normal(size=(len(ENTRIES), WIDTH)).astype(np.float32)
+    projection = Projection.fit(vectors)
+    build(path, ENTRIES, to_int8(projection.apply(vectors)), projection)
+    index = ReplyIndex(path)
+    assert index.vectors is not None
+    np.testing.assert_allclose(index.vectors.projection.axes, projection.axes, atol=1e-6)
+    (best,) = index.search("do you have any pets", 1)
+    stored, exact = index.vectors.replies[best.row], projection.apply(vectors[best.row : best.row + 1])[0]
+    assert stored.shape == (DIMENSIONS,) and float(stored @ exact) > 0.999  # int8 keeps the direction
+
+
+def test_vectors_must_match_the_replies(tmp_path: Path) -> None:
+    projection = Projection.fit(np.ones((2, WIDTH), dtype=np.float32))
+    with pytest.raises(ValueError, match="int8 vectors of shape"):
+        build(tmp_path / "index.sqlite3", ENTRIES, np.zeros((3, DIMENSIONS), dtype=np.int8), projection)
+    assert not list(tmp_path.iterdir())  # neither the index nor its partial file
+
+
+def test_a_format_2_index_still_opens_without_vectors(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    _build(path, ENTRIES)
+    with sqlite3.connect(path) as database:  # what format 2 wrote: no vectors, no projection
+        database.execute("DELETE FROM blobs WHERE name IN ('vectors', 'projection')")
+        database.execute("UPDATE meta SET value = '2' WHERE name = 'format_version'")
+    index = ReplyIndex(path)
+    assert index.vectors is None
+    assert index.search("do you have any pets", 1)[0].text == "yes, a cat named pepper"

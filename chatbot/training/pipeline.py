@@ -37,6 +37,7 @@ from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.reply_index import build as build_reply_index
 from chatbot.reply_quality import is_looping
 from chatbot.search.scoring import target_log_probs
+from chatbot.semantic import Projection, SentenceEncoder, encoder_path, to_int8
 from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, short_context_pairs, split_pairs
@@ -178,7 +179,7 @@ def _write_model(
 def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> bytes:
     """The reply index of ``pairs`` (the training side) for ``bundle``'s model, as the bytes of its file: every
     reply the model could say whole (fewer than ``max_target_tokens`` pieces) and that does not loop, keyed by the
-    turn it answered, with its context-free log-probability under the model."""
+    turn it answered, with its context-free log-probability under the model and its sentence vector."""
     tokenizer = bundle.tokenizer
     kept = [
         (pair, ids)
@@ -191,9 +192,11 @@ def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> b
         (last_turn(pair.context), pair.response, pair.conversation_id, score)
         for (pair, _), score in zip(kept, context_free, strict=True)
     )
+    vectors = SentenceEncoder(encoder_path()).encode([pair.response for pair, _ in kept])
+    projection = Projection.fit(vectors)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / REPLY_INDEX
-        count = build_reply_index(path, entries)
+        count = build_reply_index(path, entries, to_int8(projection.apply(vectors)), projection)
         logger.info("reply index: %d replies, %.1f MB", count, path.stat().st_size / 1e6)
         return path.read_bytes()
 
