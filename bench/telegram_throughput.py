@@ -16,7 +16,7 @@ also reports the CPU time per reply of each process (the bot's, the model's, the
 few cores they share the cores, so their sum per reply bounds the replies per second the machine can serve.
 
     python bench/telegram_throughput.py [--chats 100] [--rates 500,50] [--seconds 10] [--turns 10] [--max-batch 32]
-        [--variants echo,threads,batched,process] [--no-ceiling]
+        [--variants echo,threads,batched,process] [--no-ceiling] [--model DIR]
 """
 
 from __future__ import annotations
@@ -222,10 +222,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"which to run, of {','.join(VARIANTS)}")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the closed-loop load")
+    parser.add_argument("--model", type=Path, default=None, help="a model directory (default: the shipped model)")
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
     torch.set_num_threads(args.threads)
-    generator = ResponseGenerator(default_model_dir(), quantized=True)
+    generator = ResponseGenerator(args.model or default_model_dir(), quantized=True)
     generator.load()
     loads = {f"open loop, {rate:g} msg/s": Load(args.chats, rate=rate, seconds=args.seconds) for rate in rates}
     if not args.no_ceiling:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from chatbot.config import DecodeConfig
 from chatbot.dialogue.generator import Generated
-from chatbot.dialogue.types import Turn
+from chatbot.dialogue.types import Role, Turn
 from chatbot.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,9 @@ def serve(connection: Connection, model_dir: Path, decode: DecodeConfig, quantiz
     try:
         generator = ResponseGenerator(model_dir, decode, quantized)
         generator.load()
+        # One reply before "ready", on the thread that serves: the sentence encoder (when the decoding uses it)
+        # loads and is traced now, not during the first users' batch, which would wait seconds for it.
+        generator.replies([[Turn(Role.USER, "hello")]], decode)
     except Exception as error:  # handed to the parent, which raises it at start
         connection.send(("error", _sendable(error)))
         return
