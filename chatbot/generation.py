@@ -86,9 +86,8 @@ class ResponseGenerator:
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
                 if (self.model_dir / FILE_NAME).is_file():  # its digest was checked with the weights
                     self._index = _open_in_background(self.model_dir / FILE_NAME)
-                if self.decode_config.semantic_weight and self._encoder is None:
-                    # Importing the encoder's library takes seconds, which a chat's first prompt need not wait for.
-                    self._encoder = self._loading_thread.submit(_loaded, SentenceEncoder(encoder_path()))
+                if self.decode_config.semantic_weight:
+                    self._start_encoder()  # importing its library takes seconds: not before a chat's first prompt
                 digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
                 self._model_name = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
@@ -206,9 +205,13 @@ class ResponseGenerator:
         """The sentence encoder's vectors of each context's newest turn: (len(messages), WIDTH). The newest turn
         alone, not the last three: a third of the word pieces, and the encoder costs about 20 MFLOP a piece."""
         with self._lock:
-            if self._encoder is None:
-                self._encoder = self._loading_thread.submit(_loaded, SentenceEncoder(encoder_path()))
+            self._start_encoder()
         return self._encoder_now().encode(messages)
+
+    def _start_encoder(self) -> None:
+        """Start loading the sentence encoder's files on their thread, once (called holding ``self._lock``)."""
+        if self._encoder is None:
+            self._encoder = self._loading_thread.submit(_loaded, SentenceEncoder(encoder_path()))
 
     def _with_similarity(self, messages: np.ndarray, pools: list[list[Candidate]]) -> list[list[Candidate]]:
         """Each candidate with its cosine to its context's newest turn (``messages``: the encoder's vectors, one
