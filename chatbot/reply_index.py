@@ -140,19 +140,20 @@ class ReplyIndex:
             raise ModelError(f"{path}: not a readable reply index ({error}); rebuild it with `chatbot index`") from None
         self._lock = threading.Lock()
 
-    def _blob(self, name: str) -> Any:
+    def _blob(self, name: str, kind: type = list) -> Any:
+        """The JSON document ``name``, which must be a ``kind`` (list, or dict for the projection)."""
         row = self._database.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise ValueError(f"no {name}")
         value = json.loads(zlib.decompress(row[0]))
-        if not isinstance(value, (list, dict)):
-            raise ValueError(f"{name} is not a list")
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} is not a JSON {'array' if kind is list else 'object'}")
         return value
 
     def _vectors(self) -> ReplyVectors:
         shape = (len(self._replies), DIMENSIONS)
         (data,) = self._database.execute("SELECT data FROM blobs WHERE name = 'vectors'").fetchone() or (b"",)
-        projection = self._blob("projection")
+        projection = self._blob("projection", dict)
         mean = np.asarray(projection["mean"], dtype=np.float32)
         axes = np.asarray(projection["axes"], dtype=np.float32)
         if len(data) != shape[0] * shape[1] or mean.shape != (WIDTH,) or axes.shape != (DIMENSIONS, WIDTH):
