@@ -14,7 +14,8 @@ so a reply that fits any message ("hi!", "lol") gains nothing over one that fits
 a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
 closely the message it answered matches this one, which a small model judges worse than the index does.
 ``similarity`` is the cosine between the context's newest turn and the reply under a pretrained sentence encoder
-(semantic.py): a second opinion on whether the reply is about what was said, which the small model is also bad at.
+(semantic.py: the encoder's vectors of the index's replies, and its linear student's of the message): a second
+opinion on whether the reply is about what was said, which the small model is also bad at.
 """
 
 from __future__ import annotations

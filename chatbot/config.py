@@ -273,7 +273,8 @@ class DecodeConfig:
         default=0.0,
         metadata={
             "help": "Candidates: add this times the cosine between the user's message and the reply, as a "
-            "pretrained sentence encoder (all-MiniLM-L6-v2) sees them, to its score (0: off)."
+            "pretrained sentence encoder (all-MiniLM-L6-v2, distilled into the reply index) sees them, to its "
+            "score (0: off)."
         },
     )
 

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from chatbot.candidates import GENERATED, Candidate, Choice, choose, pool
@@ -30,7 +29,6 @@ from chatbot.explanation import explain, render
 from chatbot.quantization import quantize
 from chatbot.reply_index import FILE_NAME, ReplyIndex, ReplyVectors, Retrieved
 from chatbot.search import Hypothesis, generate
-from chatbot.semantic import SentenceEncoder, encoder_path
 from chatbot.text.batching import pad
 from chatbot.text.pairs import OTHER_TURN, history_context, last_turn
 from chatbot.text.tokenizer import Tokenizer
@@ -57,10 +55,6 @@ class ResponseGenerator:
         self._bundle: checkpoint.ModelBundle | None = None
         self._index: Future[ReplyIndex] | None = None
         self._model_name = ""
-        self._encoder: Future[SentenceEncoder] | None = None
-        # The encoder's files load on a thread of their own (once); torch itself runs on the calling thread only
-        # (semantic.SentenceEncoder says why).
-        self._loading_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentence-encoder")
         self._lock = threading.Lock()
 
     @property
@@ -86,8 +80,6 @@ class ResponseGenerator:
                 self._bundle = dataclasses.replace(bundle, model=quantize(bundle.model)) if self.quantized else bundle
                 if (self.model_dir / FILE_NAME).is_file():  # its digest was checked with the weights
                     self._index = _open_in_background(self.model_dir / FILE_NAME)
-                if self.decode_config.semantic_weight:
-                    self._start_encoder()  # importing its library takes seconds: not before a chat's first prompt
                 digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()[:HASH_CHARS]
                 self._model_name = f"{self.model_dir.resolve().name}@{digest}" + ("+int8" if self.quantized else "")
             return self._bundle
@@ -159,7 +151,6 @@ class ResponseGenerator:
         config = config or self.decode_config
         bundle = self.load()
         tokenizer, limit = bundle.tokenizer, self.context.max_target_tokens
-        message_vectors = self._encode_messages(messages) if config.semantic_weight else None
         retrieved = self._retrieve(messages, config)
         retrieved_ids = [[tokenizer.encode(each.text) for each in found] for found in retrieved]
         usable = [pool([], *each, limit, config.min_length) for each in zip(retrieved, retrieved_ids, strict=True)]
@@ -175,8 +166,8 @@ class ResponseGenerator:
                 pool(generated, retrieved[i], retrieved_ids[i], limit, config.min_length) if generated else usable[i]
                 for i, generated in enumerate(hypotheses)
             ]
-            if message_vectors is not None:
-                pools = self._with_similarity(message_vectors, pools)
+            if config.semantic_weight:
+                pools = self._with_similarity([tokenizer.encode(message) for message in messages], pools)
             chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
 
@@ -201,26 +192,13 @@ class ResponseGenerator:
             hypotheses[i] = best
         return hypotheses
 
-    def _encode_messages(self, messages: Sequence[str]) -> np.ndarray:
-        """The sentence encoder's vectors of each context's newest turn: (len(messages), WIDTH). The newest turn
-        alone, not the last three: a third of the word pieces, and the encoder costs about 20 MFLOP a piece."""
-        with self._lock:
-            self._start_encoder()
-        return self._encoder_now().encode(messages)
-
-    def _start_encoder(self) -> None:
-        """Start loading the sentence encoder's files on their thread, once (called holding ``self._lock``)."""
-        if self._encoder is None:
-            self._encoder = self._loading_thread.submit(_loaded, SentenceEncoder(encoder_path()))
-
-    def _with_similarity(self, messages: np.ndarray, pools: list[list[Candidate]]) -> list[list[Candidate]]:
-        """Each candidate with its cosine to its context's newest turn (``messages``: the encoder's vectors, one
-        row per pool): a retrieved reply's vector is read from the reply index, a generated one is encoded here."""
+    def _with_similarity(self, messages: Sequence[list[int]], pools: list[list[Candidate]]) -> list[list[Candidate]]:
+        """Each candidate with its cosine to its context's newest turn (``messages``: their piece ids, one per
+        pool). A retrieved reply's vector is the encoder's, read from the reply index; the message and any
+        generated reply are put on the same axes by the index's student of the encoder (semantic.PieceVectors)."""
         vectors = self._reply_vectors()
-        tokenizer = self.load().tokenizer
-        written = [tokenizer.decode_clean(c.tokens) for found in pools for c in found if c.row < 0]
-        message_vectors = vectors.projection.apply(messages)
-        written_vectors = iter(vectors.projection.apply(self._encoder_now().encode(written)))
+        message_vectors = vectors.pieces.encode(messages)
+        written_vectors = iter(vectors.pieces.encode([c.tokens for found in pools for c in found if c.row < 0]))
         return [
             [
                 dataclasses.replace(
@@ -238,14 +216,10 @@ class ResponseGenerator:
         index = self._index.result() if self._index is not None else None
         if index is None or index.vectors is None:
             raise ModelError(
-                f"{self.model_dir}: --semantic-weight needs a reply index with sentence vectors (format 3): "
+                f"{self.model_dir}: --semantic-weight needs a reply index with sentence vectors (format 4): "
                 f"rebuild it with `chatbot index DATA --model {self.model_dir}`"
             )
         return index.vectors
-
-    def _encoder_now(self) -> SentenceEncoder:
-        assert self._encoder is not None  # _encode_messages started it
-        return self._encoder.result()
 
     def _retrieve(self, messages: Sequence[str], config: DecodeConfig) -> list[list[Retrieved]]:
         """The training replies closest to each message (none when candidates are generated only)."""
@@ -253,11 +227,6 @@ class ResponseGenerator:
             return [[] for _ in messages]
         index = self._index.result()  # waits for the opening, or raises what went wrong in it
         return [index.search(message, config.retrieved) for message in messages]
-
-
-def _loaded(encoder: SentenceEncoder) -> SentenceEncoder:
-    encoder.load()
-    return encoder
 
 
 def _open_in_background(path: Path) -> Future[ReplyIndex]:

@@ -130,8 +130,8 @@ def serve(connection: Connection, model_dir: Path, decode: DecodeConfig, quantiz
     try:
         generator = ResponseGenerator(model_dir, decode, quantized)
         generator.load()
-        # One reply before "ready", on the thread that serves: the sentence encoder (when the decoding uses it)
-        # loads and is traced now, not during the first users' batch, which would wait seconds for it.
+        # One reply before "ready", on the thread that serves: the reply index opens and the kernels warm up now,
+        # not during the first users' batch.
         generator.replies([[Turn(Role.USER, "hello")]], decode)
     except Exception as error:  # handed to the parent, which raises it at start
         connection.send(("error", _sendable(error)))

@@ -10,9 +10,11 @@ One SQLite file (``reply_index.sqlite3`` in a model directory), written here and
   ids of their conversations, as one zlib-compressed JSON document each. They are read into memory when the index
   opens; kept as rows they would double the file.
 - ``vectors``: each reply as the sentence encoder sees it (semantic.py), on the index's own ``DIMENSIONS``
-  principal axes as int8, one row per reply in order (raw bytes); ``projection`` holds the axes, so a context can
-  be compared with them. Format 2 files, written before, have neither and still open.
-- ``meta``: the format version and how many replies there are.
+  principal axes as int8, one row per reply in order (raw bytes); ``projection`` holds the axes; ``pieces``, the
+  encoder's linear student (semantic.PieceVectors, raw bytes), puts a message on the same axes at reply time.
+  Files of formats 2 and 3, written before, lack some of these; they still open, and semantic scoring asks for
+  them to be rebuilt.
+- ``meta``: the format version, how many replies there are, and how many word pieces the student knows.
 
 Search is BM25 over the words of the message. A row must contain at least one *informative* word (one of the
 four rarest words, each in at most 2% of the keys; or else the rarest word) and is ranked by all of them. Scoring
@@ -36,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from chatbot.errors import ModelError
-from chatbot.semantic import DIMENSIONS, WIDTH, Projection, from_int8
+from chatbot.semantic import DIMENSIONS, WIDTH, PieceVectors, Projection, from_int8
 
 FILE_NAME = "reply_index.sqlite3"
-FORMAT_VERSION = 3  # 2: each reply carries its context-free log-probability; 3: and its sentence vector
-READABLE_VERSIONS = ("2", "3")
+FORMAT_VERSION = 4  # 2: each reply carries its context-free log-probability; 3: and its sentence vector; 4: and
+READABLE_VERSIONS = ("2", "3", "4")  # the encoder's student for messages
 INFORMATIVE_SHARE = 0.02  # a word in more keys than this share ranks rows but does not select them
 MOST_INFORMATIVE = 4  # rarer words select rows; more of them slow a long message's query for little change
 MAX_QUERY_WORDS = 32  # a 4,096-character message is searched by its first words only
@@ -49,11 +51,13 @@ WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class ReplyVectors:
-    """An index's sentence vectors: the ``projection`` a context is put through, and each reply's unit vector
-    on its axes, ``replies`` (replies, DIMENSIONS) float32, rows in index order."""
+    """An index's sentence vectors: the encoder's ``projection`` on the index's axes, each reply's unit vector
+    on them, ``replies`` (replies, DIMENSIONS) float32, rows in index order, and ``pieces``, which puts any text on
+    them at reply time."""
 
     projection: Projection
     replies: np.ndarray
+    pieces: PieceVectors
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,16 @@ class Retrieved:
 
 
 def build(
-    path: Path, entries: Iterable[tuple[str, str, str, float]], vectors: np.ndarray, projection: Projection
+    path: Path,
+    entries: Iterable[tuple[str, str, str, float]],
+    vectors: np.ndarray,
+    projection: Projection,
+    pieces: PieceVectors,
 ) -> int:
     """Write an index of ``entries`` (key, reply, conversation id, the reply's context-free log-probability) with
-    their replies' int8 sentence ``vectors`` (replies, DIMENSIONS) on ``projection``'s axes to ``path``, replacing
-    any file there; returns how many replies it holds. The file is written beside ``path`` and renamed into
-    place."""
+    their replies' int8 sentence ``vectors`` (replies, DIMENSIONS) on ``projection``'s axes and the student
+    ``pieces`` to ``path``, replacing any file there; returns how many replies it holds. The file is written beside
+    ``path`` and renamed into place."""
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     replies: list[tuple[str, int, float]] = []
@@ -97,9 +105,9 @@ def build(
         _put_blob(database, "conversations", list(conversations))
         _put_blob(database, "projection", {"mean": projection.mean.tolist(), "axes": projection.axes.tolist()})
         database.execute("INSERT INTO blobs VALUES ('vectors', ?)", (vectors.tobytes(),))
-        database.executemany(
-            "INSERT INTO meta VALUES (?, ?)", (("format_version", str(FORMAT_VERSION)), ("replies", str(len(replies))))
-        )
+        database.execute("INSERT INTO blobs VALUES ('pieces', ?)", (pieces.to_bytes(),))
+        meta = {"format_version": FORMAT_VERSION, "replies": len(replies), "pieces": len(pieces.weights)}
+        database.executemany("INSERT INTO meta VALUES (?, ?)", ((name, str(value)) for name, value in meta.items()))
         database.commit()
         database.execute("VACUUM")
     except BaseException:
@@ -131,7 +139,7 @@ class ReplyIndex:
                 raise ModelError(f"{path}: reply index format {meta.get('format_version')!r} is not {FORMAT_VERSION}")
             self._replies: list[Any] = self._blob("replies")  # [text, conversation number, context-free] each
             self._conversations: list[Any] = self._blob("conversations")
-            self.vectors = self._vectors() if meta["format_version"] != "2" else None
+            self.vectors = self._vectors(int(meta["pieces"])) if meta["format_version"] == "4" else None
             # Each word's document frequency, read once (90 ms for chitchat's 31,000 words): looked up per query, it
             # was half the search's time.
             self._database.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, 'keys', 'row')")
@@ -150,15 +158,17 @@ class ReplyIndex:
             raise ValueError(f"{name} is not a JSON {'array' if kind is list else 'object'}")
         return value
 
-    def _vectors(self) -> ReplyVectors:
+    def _vectors(self, vocab_size: int) -> ReplyVectors:
         shape = (len(self._replies), DIMENSIONS)
         (data,) = self._database.execute("SELECT data FROM blobs WHERE name = 'vectors'").fetchone() or (b"",)
+        (pieces,) = self._database.execute("SELECT data FROM blobs WHERE name = 'pieces'").fetchone() or (b"",)
         projection = self._blob("projection", dict)
         mean = np.asarray(projection["mean"], dtype=np.float32)
         axes = np.asarray(projection["axes"], dtype=np.float32)
         if len(data) != shape[0] * shape[1] or mean.shape != (WIDTH,) or axes.shape != (DIMENSIONS, WIDTH):
             raise ValueError("its sentence vectors do not match its replies")
-        return ReplyVectors(Projection(mean, axes), from_int8(np.frombuffer(data, dtype=np.int8).reshape(shape)))
+        replies = from_int8(np.frombuffer(data, dtype=np.int8).reshape(shape))
+        return ReplyVectors(Projection(mean, axes), replies, PieceVectors.from_bytes(pieces, vocab_size))
 
     def __len__(self) -> int:
         return len(self._replies)

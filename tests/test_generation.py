@@ -119,13 +119,14 @@ def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Pa
 def test_a_heavy_semantic_weight_sends_the_candidate_closest_to_the_context(tiny_indexed_model_dir: Path) -> None:
     from chatbot.config import DecodeConfig
     from chatbot.reply_index import FILE_NAME, ReplyIndex
-    from chatbot.semantic import SentenceEncoder, encoder_path
+    from chatbot.training import checkpoint
 
-    message = "i love my cat"
+    message = "what do you do for work"
     index = ReplyIndex(tiny_indexed_model_dir / FILE_NAME)
     found, vectors = index.search(message, 10), index.vectors
     assert len(found) >= 2 and vectors is not None
-    context = vectors.projection.apply(SentenceEncoder(encoder_path()).encode([message]))[0]
+    # The message is read by the index's student of the encoder; the replies' vectors are the encoder's own.
+    context = vectors.pieces.encode([checkpoint.load(tiny_indexed_model_dir).tokenizer.encode(message)])[0]
     closest = max(found, key=lambda r: float(vectors.replies[r.row] @ context))
     history = [Turn(Role.USER, message)]
     heavy = DecodeConfig(candidates="retrieved", retrieved=10, semantic_weight=1000.0)
@@ -134,7 +135,7 @@ def test_a_heavy_semantic_weight_sends_the_candidate_closest_to_the_context(tiny
     assert reply.decoding["semantic_weight"] == 1000.0
     unweighted = DecodeConfig(candidates="retrieved", retrieved=10)
     assert ResponseGenerator(tiny_indexed_model_dir, unweighted).reply(history).text != reply.text  # it decided
-    # The model's own n-best compete too: they are encoded at reply time, the retrieved ones read from the index.
+    # The model's own n-best compete too: the student reads them at reply time; the retrieved are in the index.
     both = DecodeConfig(candidates="both", retrieved=10, semantic_weight=1000.0, strategy="beam", n_best=3)
     assert ResponseGenerator(tiny_indexed_model_dir, both).reply(history).text
 
@@ -151,9 +152,9 @@ def test_semantic_scoring_with_an_index_that_has_no_vectors_says_to_rebuild_it(
 
     copy = tmp_path / "model"
     shutil.copytree(tiny_indexed_model_dir, copy)
-    with sqlite3.connect(copy / FILE_NAME) as database:  # an index written by an earlier version (format 2)
-        database.execute("DELETE FROM blobs WHERE name IN ('vectors', 'projection')")
-        database.execute("UPDATE meta SET value = '2' WHERE name = 'format_version'")
+    with sqlite3.connect(copy / FILE_NAME) as database:  # an index written by an earlier version (format 3)
+        database.execute("DELETE FROM blobs WHERE name = 'pieces'")
+        database.execute("UPDATE meta SET value = '3' WHERE name = 'format_version'")
     (copy / "config.json").write_text(  # its digest is no longer the saved one: drop the check for this test
         (copy / "config.json").read_text().replace(f'"{FILE_NAME}"', '"dropped"')
     )

@@ -11,7 +11,7 @@ import pytest
 
 from chatbot.errors import ModelError
 from chatbot.reply_index import ReplyIndex, build
-from chatbot.semantic import DIMENSIONS, WIDTH, Projection, to_int8
+from chatbot.semantic import DIMENSIONS, WIDTH, PieceVectors, Projection, to_int8
 
 ENTRIES = [
     ("do you have any pets?", "yes, a cat named pepper", "c1", -5.0),
@@ -26,7 +26,12 @@ def _build(path: Path, entries: list[tuple[str, str, str, float]], seed: int = 0
     vectors = np.random.default_rng(seed).normal(size=(len(entries), WIDTH)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     projection = Projection.fit(vectors)
-    return build(path, entries, to_int8(projection.apply(vectors)), projection)
+    return build(path, entries, to_int8(projection.apply(vectors)), projection, _student(projection.apply(vectors)))
+
+
+def _student(projected: np.ndarray, vocab_size: int = 10) -> PieceVectors:
+    """A student of the encoder fitted on made-up piece ids (one per reply, in turn)."""
+    return PieceVectors.fit([[i % vocab_size] for i in range(len(projected))], projected, vocab_size)
 
 
 @pytest.fixture
@@ -103,10 +108,13 @@ def test_each_reply_s_sentence_vector_is_kept_on_the_index_s_axes(tmp_path: Path
     path = tmp_path / "index.sqlite3"
     vectors = np.random.default_rng(1).normal(size=(len(ENTRIES), WIDTH)).astype(np.float32)
     projection = Projection.fit(vectors)
-    build(path, ENTRIES, to_int8(projection.apply(vectors)), projection)
+    student = _student(projection.apply(vectors))
+    build(path, ENTRIES, to_int8(projection.apply(vectors)), projection, student)
     index = ReplyIndex(path)
     assert index.vectors is not None
     np.testing.assert_allclose(index.vectors.projection.axes, projection.axes, atol=1e-6)
+    np.testing.assert_allclose(index.vectors.pieces.table, student.table, atol=1e-3)  # kept as float16
+    np.testing.assert_array_equal(index.vectors.pieces.weights, student.weights)
     (best,) = index.search("do you have any pets", 1)
     stored, exact = index.vectors.replies[best.row], projection.apply(vectors[best.row : best.row + 1])[0]
     assert stored.shape == (DIMENSIONS,) and float(stored @ exact) > 0.999  # int8 keeps the direction
@@ -115,16 +123,25 @@ def test_each_reply_s_sentence_vector_is_kept_on_the_index_s_axes(tmp_path: Path
 def test_vectors_must_match_the_replies(tmp_path: Path) -> None:
     projection = Projection.fit(np.ones((2, WIDTH), dtype=np.float32))
     with pytest.raises(ValueError, match="int8 vectors of shape"):
-        build(tmp_path / "index.sqlite3", ENTRIES, np.zeros((3, DIMENSIONS), dtype=np.int8), projection)
+        build(
+            tmp_path / "index.sqlite3",
+            ENTRIES,
+            np.zeros((3, DIMENSIONS), dtype=np.int8),
+            projection,
+            _student(np.zeros((3, DIMENSIONS))),
+        )
     assert not list(tmp_path.iterdir())  # neither the index nor its partial file
 
 
-def test_a_format_2_index_still_opens_without_vectors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_an_index_of_an_earlier_format_still_opens_without_vectors(tmp_path: Path, version: str) -> None:
     path = tmp_path / "index.sqlite3"
     _build(path, ENTRIES)
-    with sqlite3.connect(path) as database:  # what format 2 wrote: no vectors, no projection
-        database.execute("DELETE FROM blobs WHERE name IN ('vectors', 'projection')")
-        database.execute("UPDATE meta SET value = '2' WHERE name = 'format_version'")
+    with sqlite3.connect(path) as database:  # format 2 wrote no vectors and no projection; 3 no student
+        dropped = ("vectors", "projection", "pieces") if version == "2" else ("pieces",)
+        database.execute(f"DELETE FROM blobs WHERE name IN ({','.join('?' * len(dropped))})", dropped)
+        database.execute("DELETE FROM meta WHERE name = 'pieces'")
+        database.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (version,))
     index = ReplyIndex(path)
     assert index.vectors is None
     assert index.search("do you have any pets", 1)[0].text == "yes, a cat named pepper"

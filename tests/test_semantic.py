@@ -11,7 +11,16 @@ import pytest
 import torch
 
 from chatbot.errors import ModelError
-from chatbot.semantic import DIMENSIONS, WIDTH, Projection, SentenceEncoder, encoder_path, from_int8, to_int8
+from chatbot.semantic import (
+    DIMENSIONS,
+    WIDTH,
+    PieceVectors,
+    Projection,
+    SentenceEncoder,
+    encoder_path,
+    from_int8,
+    to_int8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +96,54 @@ def test_the_traced_network_gives_the_untraced_vectors_for_any_batch(encoder: Se
     weights = batch["attention_mask"].unsqueeze(-1).float()
     expected = torch.nn.functional.normalize((states * weights).sum(1) / weights.sum(1), dim=-1).numpy()
     assert np.all(np.sum(encoder.encode(texts) * expected, axis=1) > 0.999)
+
+
+def test_the_student_learns_a_linear_encoder_and_reads_any_text_as_a_unit_vector() -> None:
+    rng = np.random.default_rng(3)
+    vocab_size, truth = 40, rng.normal(size=(40, DIMENSIONS))
+    texts = [list(rng.integers(0, vocab_size, size=rng.integers(1, 8))) for _ in range(2000)]
+    fitted = PieceVectors.fit(texts, np.zeros((len(texts), DIMENSIONS)), vocab_size)
+    # Targets that are exactly weighted means of a table: the fitted table's means point the same way.
+    shares = [fitted.weights[text] / fitted.weights[text].sum() for text in texts]
+    targets = np.stack([share @ truth[text] for share, text in zip(shares, texts, strict=True)])
+    student = PieceVectors.fit(texts, targets, vocab_size)
+    read = student.encode(texts[:50])
+    assert read.shape == (50, DIMENSIONS) and read.dtype == np.float32
+    unit_targets = targets[:50] / np.linalg.norm(targets[:50], axis=1, keepdims=True)
+    assert np.all(np.sum(read * unit_targets, axis=1) > 0.99)
+    common, rare = np.argsort(fitted.weights)[[0, -1]]  # a piece in more texts weighs less
+    assert fitted.weights[common] < fitted.weights[rare]
+    assert not student.encode([[]]).any()  # a text of no piece: zero, not NaN
+    assert student.encode([]).shape == (0, DIMENSIONS)
+
+
+def test_the_student_is_stored_small_and_checked_against_the_tokenizer_s_size() -> None:
+    rng = np.random.default_rng(4)
+    texts = [list(rng.integers(0, 30, size=5)) for _ in range(300)]
+    student = PieceVectors.fit(texts, rng.normal(size=(300, DIMENSIONS)), 30)
+    data = student.to_bytes()
+    assert len(data) == 30 * (4 + 2 * DIMENSIONS)
+    again = PieceVectors.from_bytes(data, 30)
+    assert np.all(np.sum(again.encode(texts) * student.encode(texts), axis=1) > 0.999)  # float16 keeps them
+    with pytest.raises(ValueError, match="not for a tokenizer of 31 pieces"):
+        PieceVectors.from_bytes(data, 31)
+
+
+def test_the_student_of_the_real_encoder_reads_a_message_much_as_the_encoder_does(encoder: SentenceEncoder) -> None:
+    replies = [
+        "i have a dog and two cats",
+        "my puppy chews everything",
+        "i love cooking pasta",
+        "pizza is my favourite food",
+        "i work as a nurse",
+        "my job is at a hospital",
+        "it rained all day here",
+        "the weather has been sunny",
+    ] * 3
+    words = sorted({word for reply in replies for word in reply.split()})
+    as_ids = [[words.index(word) for word in reply.split()] for reply in replies]
+    projection = Projection.fit(encoder.encode(replies))
+    student = PieceVectors.fit(as_ids, projection.apply(encoder.encode(replies)), len(words))
+    pets, food = student.encode([[words.index("dog")], [words.index("pasta")]])
+    replies_read = projection.apply(encoder.encode(["my puppy chews everything", "i love cooking pasta"]))
+    assert pets @ replies_read[0] > pets @ replies_read[1] and food @ replies_read[1] > food @ replies_read[0]

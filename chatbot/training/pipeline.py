@@ -37,7 +37,7 @@ from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.reply_index import build as build_reply_index
 from chatbot.reply_quality import is_looping
 from chatbot.search.scoring import target_log_probs
-from chatbot.semantic import Projection, SentenceEncoder, encoder_path, to_int8
+from chatbot.semantic import PieceVectors, Projection, SentenceEncoder, encoder_path, to_int8
 from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, short_context_pairs, split_pairs
@@ -194,9 +194,11 @@ def reply_index_file(pairs: Sequence[Pair], bundle: checkpoint.ModelBundle) -> b
     )
     vectors = SentenceEncoder(encoder_path()).encode([pair.response for pair, _ in kept])
     projection = Projection.fit(vectors)
+    projected = projection.apply(vectors)
+    pieces = PieceVectors.fit([ids for _, ids in kept], projected, tokenizer.vocab_size)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / REPLY_INDEX
-        count = build_reply_index(path, entries, to_int8(projection.apply(vectors)), projection)
+        count = build_reply_index(path, entries, to_int8(projected), projection, pieces)
         logger.info("reply index: %d replies, %.1f MB", count, path.stat().st_size / 1e6)
         return path.read_bytes()
 
