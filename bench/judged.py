@@ -17,6 +17,8 @@ A system is NAME=SPEC, the SPEC a comma-separated list of key=value:
         FIELD any chatbot.config.DecodeConfig field; persona as `chatbot chat --persona` (default: the model
         directory's persona.yaml if it has one)
     baseline=tfidf[,data=SOURCE]   the training reply whose context's last turn is nearest the user's (TF-IDF)
+    recorded=FILE,system=NAME      NAME's replies in an earlier sheet's replies.jsonl, for the same prompts: a
+        system the current code no longer runs (a shipped model of an older version) kept side by side
 
     python bench/judged.py sheet --prompts bench/judged/prompts.jsonl --out DIR --system NAME=SPEC ...
         [--parts N] [--shuffle-seed 0] [--force]
@@ -65,6 +67,7 @@ BOOLEANS = {"true": True, "false": False}
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 MODEL_KEYS = ("model", "quantized", "seed", "persona")
 BASELINE_KEYS = ("baseline", "data")
+RECORDED_KEYS = ("recorded", "system")
 BATCH_SIZE = 16  # histories decoded at once: the speed of batching at a small model's memory
 EMPTY_REPLY = "(empty reply)"
 OUTPUTS = ("sheet*.md", "ratings*.csv", "key.json", "replies.jsonl", "scores.json")
@@ -242,6 +245,46 @@ def model_system(name: str, spec: dict[str, str]) -> ModelSystem:
     return ModelSystem(generator, config, convert(name, "seed", spec.get("seed", "0"), 0), persona)
 
 
+class RecordedReplies:
+    """The replies one system gave to these prompts on an earlier sheet, read back from its replies.jsonl."""
+
+    def __init__(self, path: Path, system: str, texts: list[str | None]) -> None:
+        self.path = path
+        self.system = system
+        self.texts = texts
+
+    def replies(self, histories: Sequence[Sequence[Turn]]) -> list[str | None]:
+        assert len(histories) == len(self.texts)  # built for exactly these prompts, in this order
+        return self.texts
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return {"recorded": str(self.path), "system": self.system, "sha256": digest}
+
+
+def recorded_system(name: str, spec: dict[str, str], prompts: Sequence[Prompt]) -> RecordedReplies:
+    """The replies of ``spec``'s system in its replies.jsonl, one for each of ``prompts`` (all must be there)."""
+    unknown = [key for key in spec if key not in RECORDED_KEYS]
+    if unknown or "system" not in spec:
+        raise ChatbotError(f"--system {name}: a recorded system is recorded=FILE,system=NAME")
+    path, found = Path(spec["recorded"]), {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ChatbotError(f"--system {name}: {path}: {error.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if row["system"] == spec["system"]:
+                found[str(row["prompt"])] = row["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ChatbotError(f"{path}:{number}: not a replies.jsonl row") from None
+    missing = [prompt.id for prompt in prompts if prompt.id not in found]
+    if missing:
+        raise ChatbotError(f"--system {name}: {path} has no reply of {spec['system']!r} to prompt {missing[0]}")
+    return RecordedReplies(path, spec["system"], [found[prompt.id] for prompt in prompts])
+
+
 def baseline_system(name: str, spec: dict[str, str]) -> TfidfBaseline:
     """The TF-IDF baseline of a SPEC, fitted on the training pairs the models train on."""
     unknown = [key for key in spec if key not in BASELINE_KEYS]
@@ -256,13 +299,17 @@ def baseline_system(name: str, spec: dict[str, str]) -> TfidfBaseline:
     return TfidfBaseline(splits["train"], source)
 
 
-def build_system(name: str, spec: dict[str, str]) -> System:
-    if ("model" in spec) == ("baseline" in spec):
-        raise ChatbotError(f"--system {name}: give either model=DIR or baseline=tfidf")
+def build_system(name: str, spec: dict[str, str], prompts: Sequence[Prompt]) -> System:
+    if sum(kind in spec for kind in ("model", "baseline", "recorded")) != 1:
+        raise ChatbotError(f"--system {name}: give one of model=DIR, baseline=tfidf or recorded=FILE")
+    if "recorded" in spec:
+        return recorded_system(name, spec, prompts)
     return model_system(name, spec) if "model" in spec else baseline_system(name, spec)
 
 
-def build_systems(options: Sequence[str]) -> tuple[dict[str, System], dict[str, dict[str, str]]]:
+def build_systems(
+    options: Sequence[str], prompts: Sequence[Prompt]
+) -> tuple[dict[str, System], dict[str, dict[str, str]]]:
     """Every --system, built (and so checked) before any of them replies; with each one's SPEC as a dict."""
     specs: dict[str, dict[str, str]] = {}
     for option in options:
@@ -270,7 +317,7 @@ def build_systems(options: Sequence[str]) -> tuple[dict[str, System], dict[str, 
         if name in specs:
             raise ChatbotError(f"--system {name}: the name is used twice")
         specs[name] = spec
-    return {name: build_system(name, spec) for name, spec in specs.items()}, specs
+    return {name: build_system(name, spec, prompts) for name, spec in specs.items()}, specs
 
 
 def run_system(name: str, system: System, prompts: Sequence[Prompt]) -> list[str | None]:
@@ -410,7 +457,7 @@ def make_sheet(args: argparse.Namespace) -> None:
         raise ChatbotError(f"--parts must be between 1 and the number of prompts ({len(prompts)})")
     rubric = RUBRIC.read_text(encoding="utf-8")
     check_out(args.out, args.force)
-    systems, specs = build_systems(args.system)
+    systems, specs = build_systems(args.system, prompts)
     replies = {name: run_system(name, system, prompts) for name, system in systems.items()}
     arranged = {
         prompt: arrange(prompt, {name: texts[i] for name, texts in replies.items()}, args.shuffle_seed)
