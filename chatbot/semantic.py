@@ -259,5 +259,6 @@ def _shares(ids: np.ndarray, rows: np.ndarray, weights: np.ndarray, texts: int) 
 
 def _bounds(rows: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each text's pieces start and end in the flattened arrays (``rows`` is sorted)."""
-    ends = np.cumsum(np.bincount(rows, minlength=texts))
-    return ends - np.bincount(rows, minlength=texts), ends
+    lengths = np.bincount(rows, minlength=texts)
+    ends = np.cumsum(lengths)
+    return ends - lengths, ends
