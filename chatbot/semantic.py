@@ -174,10 +174,7 @@ class Projection:
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """(n, WIDTH) encoder vectors → (n, DIMENSIONS) unit vectors (zero where nothing is left)."""
-        projected = (vectors - self.mean) @ self.axes.T
-        norms = np.linalg.norm(projected, axis=1, keepdims=True)
-        unit: np.ndarray = np.divide(projected, norms, out=np.zeros_like(projected), where=norms > 0)
-        return unit.astype(np.float32)
+        return unit_rows(((vectors - self.mean) @ self.axes.T).astype(np.float32))
 
 
 def to_int8(unit: np.ndarray) -> np.ndarray:
@@ -187,7 +184,11 @@ def to_int8(unit: np.ndarray) -> np.ndarray:
 
 def from_int8(stored: np.ndarray) -> np.ndarray:
     """int8 vectors back to unit length: (n, DIMENSIONS) float32."""
-    vectors = stored.astype(np.float32)
+    return unit_rows(stored.astype(np.float32))
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row of (n, d) ``vectors`` scaled to unit length; a zero row stays zero, not NaN."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit: np.ndarray = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
     return unit
@@ -225,9 +226,7 @@ class PieceVectors:
         share = _shares(ids, rows, self.weights, len(texts))
         vectors = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
         np.add.at(vectors, rows, share[:, None] * self.table[ids])
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        unit: np.ndarray = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-        return unit
+        return unit_rows(vectors)
 
     def to_bytes(self) -> bytes:
         """The weights (float32) and then the table (float16: the cosines move by under 0.001)."""
