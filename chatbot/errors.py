@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(error: object) -> str:
+    """An error's message, or any text, on one line: runs of whitespace, newlines included, become one space."""
+    return " ".join(str(error).split())
+
+
 class ChatbotError(Exception):
     """A problem the user can fix (bad input, missing model, unreachable database), not a bug."""
 

@@ -32,7 +32,7 @@ from chatbot.search import Hypothesis, generate
 from chatbot.text.batching import pad
 from chatbot.text.pairs import OTHER_TURN, history_context, last_turn
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training import checkpoint
+from chatbot.training import checkpoint, config_json
 
 HASH_CHARS = 12  # of the weights' SHA-256: enough to tell models apart, short enough to read
 
@@ -44,14 +44,10 @@ class ResponseGenerator:
     def __init__(self, model_dir: Path, decode: DecodeConfig | None = None, quantized: bool = False) -> None:
         self.model_dir = model_dir
         self.quantized = quantized
-        config = checkpoint.read_config(model_dir)
+        config = config_json.read_config(model_dir)
         self.context = from_dict(ContextConfig, config.get("context", {}))
         self.decode_config = decode or from_dict(DecodeConfig, config.get("decode", {}))
-        if self.decode_config.candidates != GENERATED and not (model_dir / FILE_NAME).is_file():
-            raise ModelError(
-                f"{model_dir} has no reply index ({FILE_NAME}) to retrieve candidates from: build one with "
-                f"`chatbot index DATA --model {model_dir}`, or decode with --candidates generated"
-            )
+        config_json.check_reply_index(model_dir, self.decode_config)
         self._bundle: checkpoint.ModelBundle | None = None
         self._index: Future[ReplyIndex] | None = None
         self._model_name = ""

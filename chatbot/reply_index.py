@@ -39,8 +39,9 @@ import numpy as np
 
 from chatbot.errors import ModelError
 from chatbot.semantic import DIMENSIONS, WIDTH, PieceVectors, Projection, from_int8
+from chatbot.training.config_json import REPLY_INDEX
 
-FILE_NAME = "reply_index.sqlite3"
+FILE_NAME = REPLY_INDEX
 FORMAT_VERSION = 4  # 2: each reply carries its context-free log-probability; 3: and its sentence vector; 4: and
 READABLE_VERSIONS = ("2", "3", "4")  # the encoder's student for messages
 INFORMATIVE_SHARE = 0.02  # a word in more keys than this share ranks rows but does not select them

@@ -104,11 +104,11 @@ def test_a_damaged_reply_index_fails_the_digest_check(tiny_indexed_model_dir: Pa
     import shutil
 
     from chatbot.reply_index import FILE_NAME
-    from chatbot.training import checkpoint
+    from chatbot.training import checkpoint, config_json
 
     copy = tmp_path / "model"
     shutil.copytree(tiny_indexed_model_dir, copy)
-    assert FILE_NAME in checkpoint.read_config(copy)["sha256"]
+    assert FILE_NAME in config_json.read_config(copy)["sha256"]
     data = bytearray((copy / FILE_NAME).read_bytes())
     data[-100] ^= 0xFF
     (copy / FILE_NAME).write_bytes(bytes(data))

@@ -21,12 +21,13 @@ QUIT_COMMANDS = ("quit", "exit")
 REPL_HELP = " /quit leaves."
 
 
-def answer(manager: DialogueManager, user: str, line: str) -> str | None:
-    """The answer to an input line, or None when the line asks to quit."""
+def answer(manager: Callable[[], DialogueManager], user: str, line: str) -> str | None:
+    """The answer to an input line, or None when the line asks to quit; ``manager`` gives the DialogueManager,
+    waiting for it if it is still being built (the interactive REPL loads the model while the prompt shows)."""
     command = parse_command(line)
     if command is not None and command.name in QUIT_COMMANDS:
         return None
-    reply = manager.respond(CHANNEL, user, line, admin=True)  # whoever runs the terminal owns the database
+    reply = manager().respond(CHANNEL, user, line, admin=True)  # whoever runs the terminal owns the database
     return reply.text + (REPL_HELP if command is not None and command.name == "help" else "")
 
 
@@ -36,7 +37,7 @@ def run_piped(manager: DialogueManager, user: str, lines: Iterable[str], out: Te
         message = line.strip()
         if not message:
             continue
-        text = answer(manager, user, message)
+        text = answer(lambda: manager, user, message)
         if text is None:
             return
         out.write(" ".join(text.splitlines()) + "\n")  # one line per reply, whatever the generator produced
@@ -44,9 +45,10 @@ def run_piped(manager: DialogueManager, user: str, lines: Iterable[str], out: Te
 
 
 def run_interactive(
-    manager: DialogueManager, user: str, history_file: Path, show: Callable[[str], None], greeting: str
+    manager: Callable[[], DialogueManager], user: str, history_file: Path, show: Callable[[str], None], greeting: str
 ) -> None:
-    """A prompt_toolkit loop with line editing and history; ``show`` prints a reply."""
+    """A prompt_toolkit loop with line editing and history; ``show`` prints a reply. ``manager`` is called for each
+    message and may block until the model has loaded (the prompt shows before); whatever it raises ends the loop."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 

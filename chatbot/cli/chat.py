@@ -6,8 +6,9 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import platformdirs
@@ -22,7 +23,10 @@ from chatbot.cli.options import (
     session_timeout_option,
     threads_option,
 )
-from chatbot.cli.wiring import build_manager, open_db, set_threads
+from chatbot.cli.wiring import build_manager, check_model, open_db, set_threads
+
+if TYPE_CHECKING:
+    from chatbot.dialogue.manager import DialogueManager
 
 
 @click.command()
@@ -52,8 +56,8 @@ def chat(
 ) -> None:
     """Talk to the bot in the terminal.
 
-    With a terminal: line editing and input history, replies in colour (not with NO_COLOR set or TERM=dumb),
-    Ctrl-C clears the line, Ctrl-D quits. With piped input: one message per line, exactly one reply line per
+    With a terminal: the prompt shows while the model loads (a message sent sooner waits for it), line editing and
+    input history, replies in colour (not with NO_COLOR set or TERM=dumb), Ctrl-C clears the line, Ctrl-D quits. With piped input: one message per line, exactly one reply line per
     message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset (start a new
     conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N, /temperature T, /topp P
     and /settings [reset] (your decoding settings, stored with you; the decoding flags set the defaults), /why
@@ -64,16 +68,25 @@ def chat(
     """
     from chatbot.channels import repl
 
-    set_threads(threads)
-    manager = build_manager(model, open_db(db), decode, quantize, session_timeout, persona=persona)
+    database = open_db(db)
     name = user or _login_name()
-    if sys.stdin.isatty():
-        history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
-        colour = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
-        greeting = "Type a message; /help for commands, /quit to leave."
-        repl.run_interactive(manager, name, history, reply_printer(colour), greeting)
-    else:
-        repl.run_piped(manager, name, sys.stdin, sys.stdout)
+
+    def loaded() -> DialogueManager:
+        set_threads(threads)
+        return build_manager(model, database, decode, quantize, session_timeout, persona=persona)
+
+    if not sys.stdin.isatty():
+        repl.run_piped(loaded(), name, sys.stdin, sys.stdout)
+        return
+    # Importing torch and loading the weights take most of a start; they happen while the person types the first
+    # message, and that message waits for them if it comes sooner. What can be checked without them fails first.
+    check_model(model, decode, persona)
+    history = Path(platformdirs.user_state_dir(APP_NAME)) / "repl-history"
+    colour = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
+    greeting = "Type a message; /help for commands, /quit to leave."
+    with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loading:
+        manager = loading.submit(loaded)
+        repl.run_interactive(manager.result, name, history, reply_printer(colour), greeting)
 
 
 def _login_name() -> str:

@@ -38,11 +38,23 @@ def default_db_url() -> str:
 def decode_config(model_dir: Path, options: dict[str, Any]) -> DecodeConfig:
     """The model's stored DecodeConfig with the decode flags that were given (popped from ``options``) applied."""
     from chatbot.config import DecodeConfig, from_dict
-    from chatbot.training import checkpoint
+    from chatbot.training import config_json
 
     given = {f.name: options.pop(f.name, None) for f in dataclasses.fields(DecodeConfig)}
-    stored = checkpoint.read_config(model_dir).get("decode", {})
+    stored = config_json.read_config(model_dir).get("decode", {})
     return from_dict(DecodeConfig, {**stored, **{k: v for k, v in given.items() if v is not None}})
+
+
+def check_model(model_dir: Path | None, decode: dict[str, Any], persona: str | None) -> None:
+    """Reject what ``build_manager`` would reject before it loads the weights (the model directory and its
+    config.json, the decoding flags, a reply index that retrieval needs, the persona file) without importing torch,
+    so that a command can show its prompt while the weights load; damaged weights still fail only at the load."""
+    from chatbot.dialogue.persona import persona_for
+    from chatbot.training.config_json import check_reply_index
+
+    model_dir = model_dir or default_model_dir()
+    check_reply_index(model_dir, decode_config(model_dir, dict(decode)))
+    persona_for(model_dir, persona)
 
 
 def set_threads(threads: int) -> None:

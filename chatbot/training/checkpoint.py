@@ -12,7 +12,6 @@ a damaged, mismatched or too new directory is a one-line ModelError naming the f
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import hashlib
 import json
@@ -21,13 +20,13 @@ import os
 import shutil
 import sys
 import tempfile
-import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from chatbot.config import (
     ContextConfig,
@@ -38,28 +37,21 @@ from chatbot.config import (
     TrainConfig,
     from_dict,
 )
-from chatbot.errors import ChatbotError, ModelError
+from chatbot.errors import ModelError, one_line
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.reply_index import FILE_NAME as REPLY_INDEX
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import untrusted
-from chatbot.training.untrusted import one_line
+from chatbot.training.config_json import (
+    FORMAT_VERSION,
+    HOW_TO_GET_ONE,
+    REPLY_INDEX,
+    read_config,
+    unknown_settings,
+)
 
-FORMAT_VERSION = 1
-FILES = ("config.json", "model.pt", "tokenizer.model")
 CHECKED_FILES = ("model.pt", "tokenizer.model")  # their SHA-256 is in config.json, checked at load
 # Attachments whose SHA-256 is recorded too, and checked at load where the file is present.
 CHECKED_ATTACHMENTS = (REPLY_INDEX,)
-HOW_TO_GET_ONE = "train one with `chatbot train chitchat --out DIR` and pass `--model DIR`"
-# The config.json sections a model runs with, and the dataclass each one fills; "train" only records its training.
-SECTIONS: dict[str, type[Any]] = {
-    "model": ModelConfig,
-    "tokenizer": TokenizerConfig,
-    "context": ContextConfig,
-    "decode": DecodeConfig,
-    "data": DataConfig,
-}
-REQUIRED_SECTIONS = ("model", "tokenizer")  # the others have defaults, for models saved before they existed
 AT_FDCWD, RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
 
 logger = logging.getLogger(__name__)
@@ -169,94 +161,10 @@ def _exchange(first: Path, second: Path) -> bool:
     raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 
-def read_config(directory: Path) -> dict[str, Any]:
-    """Read and check ``config.json`` without loading weights (cheap: used to start fast): every section the model
-    runs with builds its config dataclass, so code that reads them later cannot fail."""
-    if not directory.is_dir():
-        raise ModelError(f"no model directory at {directory}; {HOW_TO_GET_ONE}")
-    missing = [name for name in FILES if not (directory / name).is_file()]
-    if missing:
-        raise ModelError(
-            f"{directory} is not a complete model directory (missing {', '.join(missing)}); {HOW_TO_GET_ONE}"
-        )
-    path = directory / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not even UTF-8
-        raise ModelError(f"{path} is unreadable ({one_line(error)}); {HOW_TO_GET_ONE}") from error
-    if not isinstance(config, dict):
-        raise ModelError(f"{path} holds a JSON {_json_type(config)}, not an object; {HOW_TO_GET_ONE}")
-    _check_version(directory, config.get("format_version"))
-    for name, cls in SECTIONS.items():
-        _check_section(path, config, name, cls)
-    return config
-
-
-def _check_version(directory: Path, version: object) -> None:
-    if type(version) is not int:  # JSON true would pass as 1, to isinstance and to ==
-        found = one_line(json.dumps(version))[:40]
-        raise ModelError(f"{directory / 'config.json'} has no valid format_version ({found}); {HOW_TO_GET_ONE}")
-    if version > FORMAT_VERSION:
-        raise ModelError(
-            f"{directory} was written by a newer chatbot (model format {version}; this one reads format "
-            f"{FORMAT_VERSION}): upgrade chatbot to use it"
-        )
-    if version != FORMAT_VERSION:
-        raise ModelError(f"{directory} has model format {version}; this chatbot reads format {FORMAT_VERSION}")
-
-
-def _check_section(path: Path, config: dict[str, Any], name: str, cls: type[Any]) -> None:
-    """Check that section ``name`` of config.json is an object with values of the types of ``cls``'s fields, and
-    builds one (its checks pass); absent optional sections and fields mean the defaults."""
-    if name not in config:
-        if name in REQUIRED_SECTIONS:
-            raise ModelError(f"{path} has no {name!r} section; {HOW_TO_GET_ONE}")
-        return
-    values = config[name]
-    if not isinstance(values, dict):
-        raise ModelError(f"{path}: {name} should be an object, not a JSON {_json_type(values)}; {HOW_TO_GET_ONE}")
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    kinds = typing.get_type_hints(cls)
-    problems = [f"{name}.{key} is missing" for key in fields if key not in values and _required(fields[key])]
-    problems += [
-        f"{name}.{key} should be {kinds[key].__name__}, not {one_line(json.dumps(value))[:40]}"
-        for key, value in values.items()
-        if key in fields and not _has_type(value, kinds[key])
-    ]
-    if problems:
-        raise ModelError(f"{path}: {'; '.join(problems)}; {HOW_TO_GET_ONE}")
-    try:
-        from_dict(cls, values)
-    except ChatbotError as error:
-        raise ModelError(f"{path}: {name}: {error}; {HOW_TO_GET_ONE}") from error
-
-
-def _unknown_settings(config: dict[str, Any]) -> list[str]:
-    """The sections and settings of config.json this chatbot does not know (a newer one's, of the same format)."""
-    unknown = sorted(config.keys() - {"format_version", "train", "sha256", *SECTIONS})
-    for name, cls in SECTIONS.items():
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown += sorted(f"{name}.{key}" for key in config.get(name, {}).keys() - known)
-    return unknown
-
-
-def _required(field: dataclasses.Field[Any]) -> bool:
-    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-
-
-def _has_type(value: object, kind: object) -> bool:
-    """Whether a JSON value fits a config field of type ``kind`` (a bool is no number here, an int is a float)."""
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind) if isinstance(kind, type) else True
-
-
 def load(directory: Path, device: torch.device | None = None) -> ModelBundle:
     """Load a model directory written by ``save``; any problem is a ModelError that says what is wrong."""
     config = read_config(directory)
-    unknown = _unknown_settings(config)
+    unknown = unknown_settings(config)
     if unknown:  # ignored, but not silently; one that changes the network fails the weights check below
         logger.warning(
             "%s: ignoring settings this chatbot does not know: %s", directory / "config.json", ", ".join(unknown)
@@ -310,7 +218,7 @@ def _check_fit(directory: Path, config: ModelConfig, state: dict[str, torch.Tens
             f"{len(state)} tensors); {HOW_TO_GET_ONE}"
         )
     try:
-        with torch.device("meta"):  # shapes without memory: a damaged config.json may describe a huge network
+        with torch.device("meta"), _ShapesOnly():  # no memory: a damaged config.json may describe a huge network
             expected = {name: tuple(tensor.shape) for name, tensor in Seq2Seq(config).state_dict().items()}
     except Exception as error:  # torch rejects impossible sizes with assorted errors (IndexError, AssertionError)
         reason = one_line(error)[:120]
@@ -329,6 +237,19 @@ def _check_fit(directory: Path, config: ModelConfig, state: dict[str, torch.Tens
             f"{directory} is damaged: the weights in model.pt do not fit config.json ({problems[0]}{more}); "
             f"{HOW_TO_GET_ONE}"
         )
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Build modules without drawing their initial values (torch.nn.init), which a shape check does not need.
+
+    On the meta device ``normal_`` is a Python reference implementation whose first call imports torch._dynamo:
+    about one second of every start of ``chatbot chat``, spent before the prompt for nothing."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if "tensor" in kwargs else args[0]  # left as it is: a meta tensor has no values
+        return func(*args, **kwargs)
 
 
 def _read_tokenizer(path: Path, config: TokenizerConfig) -> Tokenizer:
@@ -356,8 +277,3 @@ def _check_digests(directory: Path, recorded: object, contents: Mapping[str, byt
 
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return names.get(type(value), "null")

@@ -42,7 +42,7 @@ from chatbot.text.batching import EncodedPair, encode_pair
 from chatbot.text.cleaning import clean_splits
 from chatbot.text.pairs import OTHER_TURN, Pair, last_turn, short_context_pairs, split_pairs
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training import checkpoint, distributed, resume
+from chatbot.training import checkpoint, config_json, distributed, resume
 from chatbot.training.curves import history_jsonl, plot_history
 from chatbot.training.distributed import World
 from chatbot.training.metrics_log import MetricsLog
@@ -74,7 +74,7 @@ class WarmStart:
 
     @classmethod
     def load(cls, directory: Path) -> WarmStart:
-        digest = str(checkpoint.read_config(directory).get("sha256", {}).get("model.pt", ""))
+        digest = str(config_json.read_config(directory).get("sha256", {}).get("model.pt", ""))
         return cls(checkpoint.load(directory), {"model": str(directory), "model.pt sha256": digest})
 
     @property

@@ -22,9 +22,9 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, one_line
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training.untrusted import load_torch, one_line, reason
+from chatbot.training.untrusted import load_torch, reason
 
 STATE_FORMAT = 1
 START_OVER = "start over with --force"

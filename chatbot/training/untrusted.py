@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from chatbot.errors import one_line
+
 
 def load_torch(content: bytes) -> Any:
     """What a file ``torch.save`` wrote holds, on the CPU; only tensors and plain containers are unpickled, never
@@ -29,7 +31,3 @@ def reason(error: BaseException) -> str:
     if marker:  # its advice is to load with weights_only=False, which would run whatever the file holds
         return "not a weights file: " + detail.split(" Check the documentation")[0].strip()[:120]
     return text.split(". ")[0][:160] or "it ends too early"
-
-
-def one_line(error: object) -> str:
-    return " ".join(str(error).split())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import stat
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from chatbot.channels.repl import run_interactive, run_piped
 from chatbot.cli.chat import reply_printer
 from chatbot.dialogue.generator import EchoGenerator
 from chatbot.dialogue.manager import DialogueManager
+from chatbot.errors import ModelError
 from tests.database import ScratchDatabase
 
 
@@ -44,7 +47,7 @@ def test_interactive_loop_keeps_history_and_quits_on_ctrl_d(
 ) -> None:
     shown: list[str] = []
     keyboard.send_text("hello\r\r/reset\rsecond\r\x04")  # Enter after each line, a blank line, then Ctrl-D
-    run_interactive(manager, "ann", tmp_path / "state" / "history", shown.append, "welcome")
+    run_interactive(lambda: manager, "ann", tmp_path / "state" / "history", shown.append, "welcome")
     assert shown == ["welcome", "echo: hello", "Started a new conversation.", "echo: second"]
     history = tmp_path / "state" / "history"
     assert "+hello" in history.read_text() and "+second" in history.read_text()
@@ -56,8 +59,40 @@ def test_interactive_replies_keep_their_line_breaks(
 ) -> None:
     shown: list[str] = []
     keyboard.send_text("hello\r/history\r\x04")
-    run_interactive(manager, "ann", tmp_path / "history", shown.append, "welcome")
+    run_interactive(lambda: manager, "ann", tmp_path / "history", shown.append, "welcome")
     assert shown[-1] == "you: hello\nbot: echo: hello"  # piped, the same reply is one line
+
+
+def test_the_prompt_comes_before_the_model_and_the_first_message_waits_for_it(
+    manager: DialogueManager, keyboard: PipeInput, tmp_path: Path
+) -> None:
+    shown: list[str] = []
+    greeted = threading.Event()
+
+    def show(text: str) -> None:
+        shown.append(text)
+        greeted.set()
+
+    def load() -> DialogueManager:  # the model finishes loading only once the greeting is on the screen
+        assert greeted.wait(timeout=10)
+        return manager
+
+    keyboard.send_text("hello\r\x04")
+    with ThreadPoolExecutor(1) as loading:
+        run_interactive(loading.submit(load).result, "ann", tmp_path / "history", show, "welcome")
+    assert shown == ["welcome", "echo: hello"]
+
+
+def test_a_model_that_fails_to_load_ends_the_loop_at_the_first_message(keyboard: PipeInput, tmp_path: Path) -> None:
+    shown: list[str] = []
+
+    def load() -> DialogueManager:
+        raise ModelError("model.pt is damaged")
+
+    keyboard.send_text("hello\r")
+    with ThreadPoolExecutor(1) as loading, pytest.raises(ModelError, match="damaged"):
+        run_interactive(loading.submit(load).result, "ann", tmp_path / "history", shown.append, "welcome")
+    assert shown == ["welcome"]
 
 
 @pytest.mark.parametrize("colour", [True, False])
@@ -72,7 +107,7 @@ def test_ctrl_c_abandons_the_line_and_quit_leaves(
 ) -> None:
     shown: list[str] = []
     keyboard.send_text("half a thought\x03/quit\r")  # Ctrl-C clears the line; the loop goes on
-    run_interactive(manager, "ann", tmp_path / "history", shown.append, "welcome")
+    run_interactive(lambda: manager, "ann", tmp_path / "history", shown.append, "welcome")
     assert shown == ["welcome"]
 
 
@@ -121,3 +156,43 @@ def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -
         child.close()
     assert child.exitstatus == 0
     assert "half a thought" not in (tmp_path / "state" / "chatbot" / "repl-history").read_text()
+
+
+def test_chatbot_chat_in_a_terminal_checks_the_model_before_its_prompt(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A wrong --model fails before the prompt; weights damaged past what config.json shows fail at the first
+    message (they load while the prompt shows): both one line on the terminal and exit status 2."""
+    import os
+    import shutil
+    import sys
+
+    pexpect = pytest.importorskip("pexpect", reason="the terminal test needs pexpect (pip install -e '.[dev]')")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_model_dir, damaged)
+    (damaged / "model.pt").write_bytes((damaged / "model.pt").read_bytes()[:1000])
+    environment = {
+        **os.environ,
+        "TERM": "dumb",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "CHATBOT_DB": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
+        "CHATBOT_THREADS": "1",
+    }
+    for model, message in [(tmp_path / "missing", None), (damaged, "hello")]:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "chatbot", "chat", "--model", str(model)],
+            env=environment,
+            encoding="utf-8",
+            timeout=60,
+        )
+        try:
+            if message is not None:
+                child.expect_exact("you> ")
+                assert child.waitnoecho(timeout=10)
+                child.sendline(message)
+            child.expect(r"Error: [^\r\n]*" + ("no model directory" if message is None else "model.pt is damaged"))
+            output = child.before or ""
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        assert child.exitstatus == 2
+        assert message is not None or "you> " not in output  # the missing directory: no prompt before the error

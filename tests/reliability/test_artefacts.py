@@ -45,7 +45,7 @@ from chatbot.corpora import load_corpus
 from chatbot.errors import ChatbotError, ModelError
 from chatbot.generation import ResponseGenerator
 from chatbot.text.tokenizer import Tokenizer
-from chatbot.training import checkpoint, resume
+from chatbot.training import checkpoint, config_json, resume
 from tests.training.dialogues import write_dialogues
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,7 +281,7 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=4,
 )
-SETTINGS = [f"{name}.{field.name}" for name, cls in checkpoint.SECTIONS.items() for field in dataclasses.fields(cls)]
+SETTINGS = [f"{name}.{field.name}" for name, cls in config_json.SECTIONS.items() for field in dataclasses.fields(cls)]
 
 
 @given(path=st.sampled_from(SETTINGS), value=JSON_VALUES)
@@ -344,7 +344,7 @@ def test_unknown_keys_are_ignored_with_a_warning(
     assert torch.equal(bundle.model.state_dict()[EMBEDDING], embedding(tiny_model_dir))
 
 
-@pytest.mark.parametrize("version", [checkpoint.FORMAT_VERSION + 1, 99])
+@pytest.mark.parametrize("version", [config_json.FORMAT_VERSION + 1, 99])
 def test_a_newer_format_says_to_upgrade(model_copy: Path, version: int) -> None:
     edit_config(model_copy, lambda config: config.__setitem__("format_version", version))
     load_error(model_copy, f"model format {version}", "newer chatbot", "upgrade chatbot")
@@ -403,7 +403,7 @@ def test_a_sentencepiece_model_not_made_by_chatbot(model_copy: Path) -> None:
 # Missing files
 
 
-@pytest.mark.parametrize("name", checkpoint.FILES)
+@pytest.mark.parametrize("name", config_json.FILES)
 def test_a_missing_file_is_named(model_copy: Path, name: str) -> None:
     (model_copy / name).unlink()
     load_error(model_copy, f"missing {name}", "chatbot train")
@@ -445,7 +445,7 @@ DAMAGES: dict[str, Damage] = {
     "weights of other bytes": lambda d: (d / "model.pt").write_bytes(bytes(range(256)) * 8),
     "context of wrong type": lambda d: edit_config(d, lambda c: set_path(c, "context.history_turns", "3")),
     "decode not an object": lambda d: edit_config(d, lambda c: set_path(c, "decode", "greedy")),
-    "newer format": lambda d: edit_config(d, lambda c: set_path(c, "format_version", checkpoint.FORMAT_VERSION + 1)),
+    "newer format": lambda d: edit_config(d, lambda c: set_path(c, "format_version", config_json.FORMAT_VERSION + 1)),
     "another tokenizer": other_tokenizer,
     "tokenizer missing": lambda d: (d / "tokenizer.model").unlink(),
     "weights of another shape": model_setting("hidden_size", 64),
