@@ -57,14 +57,14 @@ def chat(
     """Talk to the bot in the terminal.
 
     With a terminal: the prompt shows while the model loads (a message sent sooner waits for it), line editing and
-    input history, replies in colour (not with NO_COLOR set or TERM=dumb), Ctrl-C clears the line, Ctrl-D quits. With piped input: one message per line, exactly one reply line per
-    message on stdout, exit 0 at the end of input. Lines starting with / are commands: /help, /reset (start a new
-    conversation), /history [N] (the recent turns), /mode greedy|beam|sample, /beam N, /temperature T, /topp P
-    and /settings [reset] (your decoding settings, stored with you; the decoding flags set the defaults), /why
-    (how the last reply was made: model, decoding, score, then a table of the context pieces each reply piece
-    attended to, its probability and the likeliest other pieces, and the replies a beam finds), /export (this
-    conversation as text, on one line when piped), /forget (delete everything stored about you), /stats and
-    /model (the database and the model), /quit.
+    input history, replies in colour (not with NO_COLOR set or TERM=dumb), Ctrl-C clears the line, Ctrl-D quits.
+    With piped input: one message per line, exactly one reply line per message on stdout, exit 0 at the end of
+    input. Lines starting with / are commands: /help, /reset (start a new conversation), /history [N] (the recent
+    turns), /mode greedy|beam|sample, /beam N, /temperature T, /topp P and /settings [reset] (your decoding
+    settings, stored with you; the decoding flags set the defaults), /why (how the last reply was made: model,
+    decoding, score, then a table of the context pieces each reply piece attended to, its probability and the
+    likeliest other pieces, and the replies a beam finds), /export (this conversation as text, on one line when
+    piped), /forget (delete everything stored about you), /stats and /model (the database and the model), /quit.
     """
     from chatbot.channels import repl
 
