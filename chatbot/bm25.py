@@ -40,16 +40,16 @@ class Postings:
     norms: np.ndarray
 
     @classmethod
-    def read(cls, database: sqlite3.Connection, table: str, size: int) -> Postings:
-        """The postings of FTS5 table ``table`` of ``size`` rows (rowids 0 to size - 1), read through fts5vocab
+    def read(cls, database: sqlite3.Connection, size: int) -> Postings:
+        """The postings of the FTS5 table ``keys`` of ``size`` rows (rowids 0 to size - 1), read through fts5vocab
         views made in the temp schema; ValueError where what FTS5 gives does not add up."""
-        database.execute(f"CREATE VIRTUAL TABLE temp.{table}_words USING fts5vocab(main, '{table}', 'row')")
-        database.execute(f"CREATE VIRTUAL TABLE temp.{table}_places USING fts5vocab(main, '{table}', 'instance')")
-        listed = database.execute(f"SELECT term, doc, cnt FROM temp.{table}_words").fetchall()
+        database.execute("CREATE VIRTUAL TABLE temp.keys_words USING fts5vocab(main, 'keys', 'row')")
+        database.execute("CREATE VIRTUAL TABLE temp.keys_places USING fts5vocab(main, 'keys', 'instance')")
+        listed = database.execute("SELECT term, doc, cnt FROM temp.keys_words").fetchall()
         holders = np.array([doc for _, doc, _ in listed], dtype=np.int64)
         occurrences = np.array([cnt for _, _, cnt in listed], dtype=np.int64)
         total = int(occurrences.sum())
-        places = database.execute(f"SELECT doc FROM temp.{table}_places")
+        places = database.execute("SELECT doc FROM temp.keys_places")
         every = np.fromiter((row for (row,) in places), dtype=np.int32, count=total)  # in word order, as listed
         word_of = np.repeat(np.arange(len(listed), dtype=np.int32), occurrences)
         first = np.ones(total, dtype=bool)  # the first occurrence of each (word, row)
@@ -58,7 +58,7 @@ class Postings:
         bounds = np.searchsorted(word_of[starts], np.arange(len(listed) + 1))
         rows = every[starts]
         if not np.array_equal(np.diff(bounds), holders) or (rows.size and (rows.min() < 0 or rows.max() >= size)):
-            raise ValueError(f"the word index of {table} does not add up")
+            raise ValueError("the word index of its keys does not add up")
         lengths = np.bincount(every, minlength=size).astype(np.float64)
         mean = lengths.mean() if size else 1.0
         return cls(

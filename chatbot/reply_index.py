@@ -148,7 +148,7 @@ class ReplyIndex:
             self.vectors = _vectors(database, len(self._replies), int(meta["pieces"])) if four else None
             # The keys' word index, read into memory once (0.4 s for chitchat's): searched there, a message takes a
             # quarter of the time FTS5's own query took, with the same rows in the same order.
-            self._postings = Postings.read(database, "keys", len(self._replies))
+            self._postings = Postings.read(database, len(self._replies))
         except (sqlite3.Error, ValueError, KeyError, TypeError, zlib.error) as error:
             raise ModelError(f"{path}: not a readable reply index ({error}); rebuild it with `chatbot index`") from None
         finally:

@@ -34,7 +34,7 @@ def test_rows_and_scores_are_fts5_s_own(seed: int) -> None:
     # Skewed word frequencies, repeated words, keys of 0 to 12 words (an empty key has no postings at all).
     keys = [" ".join(chance.choices(WORDS, weights=range(40, 0, -1), k=chance.randint(0, 12))) for _ in range(300)]
     database = _table(keys)
-    postings = Postings.read(database, "keys", len(keys))
+    postings = Postings.read(database, len(keys))
     present = [word for word in WORDS if postings.holders(word)]
     for _ in range(40):
         selecting = chance.sample(present, chance.randint(1, 3))
@@ -48,12 +48,12 @@ def test_rows_and_scores_are_fts5_s_own(seed: int) -> None:
 
 
 def test_holders_counts_rows_not_occurrences() -> None:
-    postings = Postings.read(_table(["a a a b", "a c", "d"]), "keys", 3)
+    postings = Postings.read(_table(["a a a b", "a c", "d"]), 3)
     assert (postings.holders("a"), postings.holders("b"), postings.holders("zebra")) == (2, 1, 0)
     (best, _) = postings.search(["a"], ["a"], 5)
     assert best[0] == 0  # three times "a" in four words beats once in two
 
 
 def test_an_empty_table_has_no_words() -> None:
-    postings = Postings.read(_table([]), "keys", 0)
+    postings = Postings.read(_table([]), 0)
     assert postings.holders("a") == 0 and postings.words == {}
