@@ -42,18 +42,24 @@ class _Request:
 class MicroBatchGenerator(GeneratorInFront):
     """The Generator the dialogue manager uses when many conversations run at once: ``generator``'s replies, made
     in shared batches of at most ``max_batch`` by one worker thread (``close`` stops it) with ``replies``
-    (default: ``generator.replies``, in that thread)."""
+    (default: ``generator.replies``, in that thread). ``model_name``, where ``replies`` has a model of its own (a
+    model process), is its name; otherwise it is ``generator``'s, which loads the weights here."""
 
     generator: ResponseGenerator
 
     def __init__(
-        self, generator: ResponseGenerator, max_batch: int = MAX_BATCH, replies: Replies | None = None
+        self,
+        generator: ResponseGenerator,
+        max_batch: int = MAX_BATCH,
+        replies: Replies | None = None,
+        model_name: str | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.generator = generator
         self.max_batch = max_batch
         self._replies = replies
+        self._model_name = model_name
         self.batch_sizes: list[int] = []  # of every model call, for tests and benchmarks
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._serve, name="micro-batch", daemon=True)
@@ -64,6 +70,10 @@ class MicroBatchGenerator(GeneratorInFront):
         request = _Request(history, self.generator.decode_for(settings))
         self._requests.put(request)
         return request.answer.result()
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name if self._model_name is not None else self.generator.model_name
 
     def explain(self, history: Sequence[Turn], reply: str) -> str:
         """The generator's explanation, made in the calling thread (rare, and not worth a batch)."""

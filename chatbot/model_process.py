@@ -117,6 +117,14 @@ class ModelProcess:
         return process.exitcode
 
 
+# A full batch of everyday messages of every length, answered before the process reports ready.
+_SAID = (
+    "so what do you like to do on the weekends when you are not busy with work or school",
+    "i just got back from a long trip to the mountains with my family and it was amazing",
+)
+WARM_UP = tuple(" ".join(_SAID[i % 2].split()[: 1 + (i * 7) % 18]) for i in range(32))
+
+
 def serve(connection: Connection, model_dir: Path, decode: DecodeConfig, quantized: bool, threads: int) -> None:
     """The model process: load the model, report ("ready", its name), then answer each (histories, config) with
     ("ok", replies) or ("error", exception) until told None or the pipe closes."""
@@ -132,9 +140,12 @@ def serve(connection: Connection, model_dir: Path, decode: DecodeConfig, quantiz
     try:
         generator = ResponseGenerator(model_dir, decode, quantized)
         generator.load()
-        # One reply before "ready", on the thread that serves: the reply index opens and the kernels warm up now,
-        # not during the first users' batch.
+        # Replies before "ready", on the thread that serves: the reply index opens, the kernels warm up and the
+        # memory a full batch needs is taken now, not during the first users' batches (a process that grew to its
+        # working set under load read as a leak in the soak: +40 MiB over the first minutes, then flat).
         generator.replies([[Turn(Role.USER, "hello")]], decode)
+        earlier = [Turn(Role.USER, WARM_UP[-1]), Turn(Role.BOT, WARM_UP[-2])]  # as long as a context gets
+        generator.replies([[*earlier[: i % 3], Turn(Role.USER, text)] for i, text in enumerate(WARM_UP)], decode)
     except Exception as error:  # handed to the parent, which raises it at start
         connection.send(("error", _sendable(error)))
         return

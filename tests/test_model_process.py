@@ -60,3 +60,19 @@ def test_a_broken_model_fails_at_start_with_a_clear_error(tiny_model_dir: Path, 
     (broken / "model.pt").write_bytes((tiny_model_dir / "model.pt").read_bytes()[:1000])
     with pytest.raises(ModelError):
         ModelProcess(broken, DecodeConfig(), quantized=False, threads=1)
+
+
+def test_with_a_model_process_the_serving_process_loads_no_weights(tiny_model_dir: Path) -> None:
+    from chatbot.dialogue.settings import DecodeSettings
+    from chatbot.micro_batch import MicroBatchGenerator
+
+    here = ResponseGenerator(tiny_model_dir)
+    model_process = ModelProcess(tiny_model_dir, here.decode_config, quantized=False, threads=1)
+    batcher = MicroBatchGenerator(here, 4, model_process.replies, model_process.model_name)
+    try:
+        assert batcher.model_name == model_process.model_name
+        assert batcher.reply(HISTORIES[0], DecodeSettings()).model == model_process.model_name
+        assert here._bundle is None  # the weights were loaded in the model process only
+    finally:
+        batcher.close()
+        model_process.close()

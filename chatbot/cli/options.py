@@ -66,14 +66,15 @@ def db_option() -> Callable[[FC], FC]:
     )
 
 
-def threads_option() -> Callable[[FC], FC]:
+def threads_option(note: str = "") -> Callable[[FC], FC]:
+    """``--threads``; ``note`` adds what a command does with them."""
     return click.option(
         "--threads",
         type=click.IntRange(min=0),
         default=0,
         envvar="CHATBOT_THREADS",
         show_envvar=True,
-        help="CPU threads for PyTorch; 0 leaves PyTorch's default (one per core).",
+        help="CPU threads for PyTorch; 0 leaves PyTorch's default (one per core)." + note,
     )
 
 

@@ -90,7 +90,7 @@ DEFAULT_API_URL = "https://api.telegram.org"
 )
 @model_option()
 @db_option()
-@threads_option()
+@threads_option(" The model process computes a reply that is alone in its batch on one thread.")
 @quantize_option(default=True)
 @session_timeout_option()
 @persona_option()

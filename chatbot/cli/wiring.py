@@ -113,14 +113,17 @@ def build_manager(
     model_dir = model_dir or default_model_dir()
     identity = persona_for(model_dir, persona)  # a bad file fails here, before the weights load
     generator = ResponseGenerator(model_dir, decode_config(model_dir, decode), quantize)
-    generator.load()
+    if batching is None:
+        generator.load()  # it makes the replies: a broken model fails now, not at the first message
     shared_lock = conversation_lock(engine_of(database)) if cross_process_lock else None
     answerer: Generator = generator
     if batching is not None:
         max_batch, threads, resources = batching
         model_process = ModelProcess(model_dir, generator.decode_config, quantize, threads)
         resources.callback(model_process.close)
-        batcher = MicroBatchGenerator(generator, max_batch, model_process.replies)
+        # The model process makes the replies (a broken model failed as it started); this process loads the
+        # weights only if someone asks /why.
+        batcher = MicroBatchGenerator(generator, max_batch, model_process.replies, model_process.model_name)
         resources.callback(batcher.close)  # callbacks run last first: the batcher drains before the process stops
         answerer = batcher
     if identity is not None:
