@@ -144,7 +144,7 @@ def serve(connection: Connection, model_dir: Path, decode: DecodeConfig, quantiz
         # memory a full batch needs is taken now, not during the first users' batches (a process that grew to its
         # working set under load read as a leak in the soak: +40 MiB over the first minutes, then flat).
         generator.replies([[Turn(Role.USER, "hello")]], decode)
-        earlier = [Turn(Role.USER, WARM_UP[-1]), Turn(Role.BOT, WARM_UP[-2])]  # as long as a context gets
+        earlier = [Turn(Role.USER, _SAID[0]), Turn(Role.BOT, _SAID[1])]  # contexts of one, two and three turns
         generator.replies([[*earlier[: i % 3], Turn(Role.USER, text)] for i, text in enumerate(WARM_UP)], decode)
     except Exception as error:  # handed to the parent, which raises it at start
         connection.send(("error", _sendable(error)))
