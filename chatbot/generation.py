@@ -226,8 +226,8 @@ class ResponseGenerator:
 
 
 def _open_in_background(path: Path) -> Future[ReplyIndex]:
-    """Open the reply index in a thread of its own: reading its vocabulary and replies takes a quarter of a second,
-    which a chat's first prompt need not wait for."""
+    """Open the reply index in a thread of its own: reading its replies, vectors and word index into memory takes
+    most of a second, which a chat's first reply need not wait for."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reply-index")
     opening = executor.submit(ReplyIndex, path)
     executor.shutdown(wait=False)  # the submitted opening still runs; the thread ends with it

@@ -114,18 +114,10 @@ def test_ctrl_c_abandons_the_line_and_quit_leaves(
 def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The installed command in a pseudo-terminal (TERM=dumb): a greeting and prompt, a reply, Ctrl-C abandoning
     a half-typed line, /history, the /why table, and Ctrl-D leaving with exit status 0."""
-    import os
     import sys
 
     pexpect = pytest.importorskip("pexpect", reason="the terminal test needs pexpect (pip install -e '.[dev]')")
-    environment = {
-        **os.environ,
-        "TERM": "dumb",
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        "CHATBOT_DB": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
-        "CHATBOT_MODEL": str(tiny_model_dir),
-        "CHATBOT_THREADS": "1",
-    }
+    environment = {**_terminal_environment(tmp_path), "CHATBOT_MODEL": str(tiny_model_dir)}
     child = pexpect.spawn(sys.executable, ["-m", "chatbot", "chat"], env=environment, encoding="utf-8", timeout=60)
 
     def at_prompt() -> None:
@@ -161,7 +153,6 @@ def test_chatbot_chat_in_a_real_terminal(tiny_model_dir: Path, tmp_path: Path) -
 def test_chatbot_chat_in_a_terminal_checks_the_model_before_its_prompt(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A wrong --model fails before the prompt; weights damaged past what config.json shows fail at the first
     message (they load while the prompt shows): both one line on the terminal and exit status 2."""
-    import os
     import shutil
     import sys
 
@@ -169,13 +160,7 @@ def test_chatbot_chat_in_a_terminal_checks_the_model_before_its_prompt(tiny_mode
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_model_dir, damaged)
     (damaged / "model.pt").write_bytes((damaged / "model.pt").read_bytes()[:1000])
-    environment = {
-        **os.environ,
-        "TERM": "dumb",
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        "CHATBOT_DB": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
-        "CHATBOT_THREADS": "1",
-    }
+    environment = _terminal_environment(tmp_path)
     for model, message in [(tmp_path / "missing", None), (damaged, "hello")]:
         child = pexpect.spawn(
             sys.executable,
@@ -196,3 +181,16 @@ def test_chatbot_chat_in_a_terminal_checks_the_model_before_its_prompt(tiny_mode
             child.close()
         assert child.exitstatus == 2
         assert message is not None or "you> " not in output  # the missing directory: no prompt before the error
+
+
+def _terminal_environment(tmp_path: Path) -> dict[str, str]:
+    """A dumb terminal, and the state and database of a fresh user under ``tmp_path``, on one torch thread."""
+    import os
+
+    return {
+        **os.environ,
+        "TERM": "dumb",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "CHATBOT_DB": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
+        "CHATBOT_THREADS": "1",
+    }
