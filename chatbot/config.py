@@ -22,6 +22,7 @@ else:  # pragma: no cover
 ATTENTION_SCORES = ("dot", "general", "concat", "additive")
 CELLS = ("gru", "lstm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+WEIGHT_FORMATS = ("fp32", "fp16")  # how model.pt stores the weights (training/checkpoint.py)
 LR_SCHEDULES = ("constant", "plateau", "inverse_sqrt", "cosine")
 SAMPLING_SCHEDULES = ("off", "linear", "inverse_sigmoid")
 
@@ -123,7 +124,9 @@ class TrainConfig:
     inverse_sqrt or cosine decay (see training/schedule.py).
     ``scheduled_sampling`` lowers the teacher-forcing ratio from 1 towards ``min_teacher_forcing`` over about
     ``sampling_decay_steps`` steps (see training/sampling.py). ``checkpoint_every`` saves the resumable training
-    state every N steps besides each validation (0: at validations only)."""
+    state every N steps besides each validation (0: at validations only). ``weights`` is how the finished model's
+    ``model.pt`` stores them: fp16 halves the file, and the run rounds its weights to fp16 before its held-out
+    metrics and reply index, so those describe the weights a load gives back (fp32 tensors of fp16 values)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -145,8 +148,11 @@ class TrainConfig:
     sampling_decay_steps: int = 10_000
     min_teacher_forcing: float = 0.5
     checkpoint_every: int = 0
+    weights: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_FORMATS:
+            raise ChatbotError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, not {self.weights!r}")
         if self.scheduled_sampling not in SAMPLING_SCHEDULES:
             raise ChatbotError(
                 f"scheduled_sampling must be one of {', '.join(SAMPLING_SCHEDULES)}, not {self.scheduled_sampling!r}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 from chatbot.cli import cli
@@ -223,6 +224,20 @@ def test_train_from_the_bots_own_database(runner: CliRunner, tiny_model_dir: Pat
     # Three conversations of six turns (user, bot, ...) give five pairs each, spread over the splits.
     assert sum(int(count) for count in re.findall(r"(\d+) pairs", result.stderr)) == 15
     assert (out / "model.pt").is_file()
+
+
+def test_train_with_fp16_weights_records_the_metrics_of_what_it_saved(
+    runner: CliRunner, sample_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    args = ["train", str(sample_path), "--out", str(out), "--weights", "fp16", *TINY_TRAIN_ARGS]
+    assert runner.invoke(cli, args).exit_code == 0
+    assert {tensor.dtype for tensor in torch.load(out / "model.pt", weights_only=True).values()} == {torch.float16}
+    recorded = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "config.json").read_text())["train"]["weights"] == "fp16"
+    result = runner.invoke(cli, ["eval", "--model", str(out), str(sample_path), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["word_perplexity"] == recorded["test"]["word_perplexity"]
 
 
 def test_train_needs_a_source(runner: CliRunner, tmp_path: Path) -> None:

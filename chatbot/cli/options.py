@@ -22,6 +22,7 @@ from chatbot.config import (
     LR_SCHEDULES,
     PRECISIONS,
     SAMPLING_SCHEDULES,
+    WEIGHT_FORMATS,
     ContextConfig,
     DataConfig,
     DecodeConfig,
@@ -181,6 +182,13 @@ TRAINING_OPTIONS = [
         "precision",
         click.Choice(PRECISIONS),
         "auto: bf16 autocast where the hardware does bf16 natively (fp16 with loss scaling on older GPUs), else fp32.",
+    ),
+    field_option(
+        TrainConfig,
+        "weights",
+        click.Choice(WEIGHT_FORMATS),
+        "How model.pt stores the weights: fp16 halves the file (they load as fp32; the held-out metrics and the "
+        "reply index are computed on the rounded weights).",
     ),
     field_option(
         TrainConfig,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the pipeline imports torch: loaded only when a command runs
     is_flag=True,
     help="Continue the unfinished run for --out from OUT.partial/ (saved at every validation and every "
     "--checkpoint-every steps), with the same data and settings; it ends with the weights an uninterrupted run "
-    "would have. --epochs, --max-steps, --time-budget, --patience and --device may change.",
+    "would have. --epochs, --max-steps, --time-budget, --patience, --device and --weights may change.",
 )
 @click.option(
     "--tensorboard",

@@ -1,7 +1,8 @@
 """Checkpoint: the model directory format, and the only code that writes or reads a finished model's weights.
 
 A model directory holds ``config.json`` (format version, every config dataclass, and the SHA-256 of the weights and
-the tokenizer), ``model.pt`` (the weights), ``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever
+the tokenizer), ``model.pt`` (the weights, in fp32 or, with ``TrainConfig.weights`` fp16, in half the bytes; they
+load as fp32 either way), ``tokenizer.model`` (sentencepiece) and ``metrics.json``, plus whatever
 the trainer attaches (``metrics.jsonl``, ``training_curve.png``). It is written to a temporary sibling directory
 that then takes the old one's place in one step (on Linux the two are swapped with renameat2), so a crash, even a
 SIGKILL, leaves either the whole old model or the whole new one where a model is expected. Loading trusts nothing:
@@ -37,7 +38,7 @@ from chatbot.config import (
     TrainConfig,
     from_dict,
 )
-from chatbot.errors import ModelError, one_line
+from chatbot.errors import ChatbotError, ModelError, one_line
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.text.tokenizer import Tokenizer
 from chatbot.training import untrusted
@@ -52,6 +53,7 @@ from chatbot.training.config_json import (
 CHECKED_FILES = ("model.pt", "tokenizer.model")  # their SHA-256 is in config.json, checked at load
 # Attachments whose SHA-256 is recorded too, and checked at load where the file is present.
 CHECKED_ATTACHMENTS = (REPLY_INDEX,)
+STORED_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}  # TrainConfig.weights -> model.pt's tensors
 AT_FDCWD, RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def save(
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         bundle.tokenizer.save(staging / "tokenizer.model")
-        torch.save(bundle.model.state_dict(), staging / "model.pt")
+        torch.save(stored_weights(bundle.model, train.weights), staging / "model.pt")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         for name, content in (attachments or {}).items():
             (staging / name).write_bytes(content)
@@ -101,6 +103,28 @@ def save(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def round_weights(model: torch.nn.Module, weights: str) -> None:
+    """Round ``model``'s floating-point weights, in place, to the values ``weights`` (a TrainConfig.weights) stores,
+    so that what is measured before saving is what loading gives back. A weight fp16 cannot hold is an error."""
+    dtype = STORED_DTYPES[weights]
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point() or tensor.dtype == dtype:
+                continue
+            rounded = tensor.to(dtype)
+            if not torch.isfinite(rounded).all() and torch.isfinite(tensor).all():
+                raise ChatbotError(f"weight {name} holds values beyond what {weights} stores; save it as fp32")
+            tensor.copy_(rounded)
+
+
+def stored_weights(model: torch.nn.Module, weights: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict as ``model.pt`` stores it: floating-point tensors in ``weights``'s dtype."""
+    dtype = STORED_DTYPES[weights]
+    return {
+        name: tensor.to(dtype) if tensor.is_floating_point() else tensor for name, tensor in model.state_dict().items()
+    }
 
 
 def attach(directory: Path, attachments: Mapping[str, bytes], decode: DecodeConfig | None = None) -> None:

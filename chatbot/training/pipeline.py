@@ -141,6 +141,7 @@ def train_model_dir(
         metrics.update({"short_context_pairs": short} if short else {})
         metrics.update({"init_from": start.source} if start is not None else {})
         metrics.update(cleaning=asdict(cleaning), processes=world.size)
+        checkpoint.round_weights(model, train.weights)  # measure what model.pt will hold
         metrics.update(_held_out(model, tokenizer, encoded, train.batch_size))
         bundle = checkpoint.ModelBundle(model.cpu(), tokenizer, context, decode or DecodeConfig(), data)  # on any CPU
         index = reply_index_file(splits["train"], bundle) if reply_index else None

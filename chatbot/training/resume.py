@@ -23,8 +23,11 @@ from chatbot.training import run_state
 from chatbot.training.run_state import START_OVER, RunState
 
 STATE, RUN, TOKENIZER = "state.pt", "run.json", "tokenizer.model"
-# Settings a resumed run may change: they extend or bound the run, or say where it runs, not what it computes.
-MAY_CHANGE = frozenset({"epochs", "max_steps", "time_budget_minutes", "patience", "device", "checkpoint_every"})
+# Settings a resumed run may change: they extend or bound the run, say where it runs or how its result is stored,
+# not what it computes.
+MAY_CHANGE = frozenset(
+    {"epochs", "max_steps", "time_budget_minutes", "patience", "device", "checkpoint_every", "weights"}
+)
 
 
 def partial_dir(out: Path) -> Path:

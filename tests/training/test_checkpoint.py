@@ -27,6 +27,32 @@ def test_round_trip_gives_identical_outputs(tiny_model_dir: Path, tmp_path: Path
     assert json.loads((copy / "metrics.json").read_text()) == {"note": "copy"}
 
 
+def test_fp16_weights_take_half_the_file_and_load_as_the_rounded_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    bundle = checkpoint.load(tiny_model_dir)
+    half = tmp_path / "half"
+    checkpoint.save(half, bundle, replace(checkpoint_train_config(tiny_model_dir), weights="fp16"), {})
+    stored = torch.load(half / "model.pt", weights_only=True)
+    assert {tensor.dtype for tensor in stored.values()} == {torch.float16}
+    assert (half / "model.pt").stat().st_size < 0.6 * (tiny_model_dir / "model.pt").stat().st_size
+    loaded = checkpoint.load(half).model
+    checkpoint.round_weights(bundle.model, "fp16")  # what the trainer does before measuring the model it saves
+    for name, tensor in bundle.model.state_dict().items():
+        assert loaded.state_dict()[name].dtype == torch.float32
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+def test_a_weight_fp16_cannot_hold_is_a_clear_error(tiny_model_dir: Path) -> None:
+    from chatbot.errors import ChatbotError
+
+    model = checkpoint.load(tiny_model_dir).model
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = 1e6
+    with pytest.raises(ChatbotError, match="beyond what fp16 stores; save it as fp32"):
+        checkpoint.round_weights(model, "fp16")
+
+
 def test_save_replaces_atomically_and_leaves_no_temporary_directories(tiny_model_dir: Path, tmp_path: Path) -> None:
     bundle = checkpoint.load(tiny_model_dir)
     target = tmp_path / "model"
