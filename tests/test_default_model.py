@@ -17,13 +17,20 @@ from chatbot.generation import ResponseGenerator
 from chatbot.reply_quality import is_looping
 
 PROMPTS = ["hello", "how are you?", "what do you do for fun?", "do you have any pets?", "where are you from?"]
-MAX_BYTES = 30 * 1024 * 1024
+MAX_BYTES = 30_000_000  # the cap for data/: 30 MB, read as decimal megabytes, the stricter reading
 
 
 def test_shipped_model_is_within_the_size_cap() -> None:
     directory = default_model_dir()
     assert directory == Path(__file__).resolve().parent.parent / "data" / "default-model"
     assert sum(path.stat().st_size for path in directory.iterdir()) <= MAX_BYTES
+
+
+def test_shipped_weights_are_stored_in_fp16_as_its_config_says() -> None:
+    config = json.loads((default_model_dir() / "config.json").read_text())
+    stored = torch.load(default_model_dir() / "model.pt", weights_only=True)
+    assert config["train"]["weights"] == "fp16"
+    assert {tensor.dtype for tensor in stored.values()} == {torch.float16}
 
 
 def test_shipped_model_replies_to_every_prompt() -> None:
