@@ -11,8 +11,10 @@
 # not packed).
 set -u
 T0=$(date +%s)
+# Each package in .whl/ once, in the build that fits this Python.
+PACKAGES=$(ls .whl | sed 's/-.*//' | sort -u)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site --find-links .whl \
-  alembic mako sqlalchemy platformdirs wcwidth chitchat-dataset || exit 3
+  $PACKAGES || exit 3
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch;print(torch.__version__, torch.cuda.is_available())"
@@ -21,15 +23,14 @@ COMMON="train chitchat --force --epochs 12 --batch-size 128 --learning-rate 1e-3
  --short-context-share 0.3 --valid-every 1000 --attention dot --cell gru --no-reply-index --device cuda --precision fp32 \
  --time-budget 5.0 --threads 8 --weights fp16 --strategy beam --beam-size 5 --n-best 5 --min-length 4 --mmi-weight 0.7 --mmi-prefix 32 \
  --length-penalty 1.0 --top-p 0.5"
-run() { name=$1; shift; python3 -m chatbot -v $COMMON --out $W/$name "$@" > $W/$name.log 2>&1 & }
-run A --embedding-size 256 --hidden-size 384 --dropout 0.2
+python3 -m chatbot -v $COMMON --out $W/A --embedding-size 256 --hidden-size 384 --dropout 0.2 > $W/A.log 2>&1 &
 for i in $(seq 1 80); do
   sleep 15
-  echo "t=$(( $(date +%s) - T0 ))s $(for n in A; do printf '%s:%s ' $n "$(grep -o "'step': [0-9]*" $W/$n.log | tail -1)"; done) $(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader)"
+  echo "t=$(( $(date +%s) - T0 ))s A:$(grep -o "'step': [0-9]*" $W/A.log | tail -1) $(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader)"
   if [ -z "$(jobs -r)" ]; then break; fi
   if [ $(( $(date +%s) - T0 )) -gt 535 ]; then echo "out of time: stopping what still runs"; kill $(jobs -p) 2>/dev/null; sleep 2; break; fi
 done
-for n in A; do echo "== $n"; tail -4 $W/$n.log | cut -c1-400; done
-cd $W && tar cf - --exclude='*.partial' A 2>/dev/null | split -b 15M - $OUT/models.tar.
+echo "== A"; tail -4 $W/A.log | cut -c1-400
+cd $W && tar cf - A 2>/dev/null | split -b 15M - $OUT/models.tar.
 tar czf $OUT/logs.tgz *.log */metrics.json */metrics.jsonl */config.json 2>/dev/null
 ls -la $OUT; echo "total $(( $(date +%s) - T0 ))s"
