@@ -135,9 +135,8 @@ def _ratings(folder: Path) -> dict[str, list[int]]:
 def shipped_score(row: dict[str, Any]) -> float:
     """The shipped scoring without its similarity term (candidates.py)."""
     context_free = row["context_free"] if row["context_free"] is not None else row["log_prob"]
-    model = (row["log_prob"] - SHIPPED["mmi_weight"] * context_free) / length_penalty(
-        row["pieces"] + 1, SHIPPED["length_penalty"]
-    )
+    pieces = row["pieces"]  # the reply's pieces and its end (candidate_pool.py)
+    model = (row["log_prob"] - SHIPPED["mmi_weight"] * context_free) / length_penalty(pieces, SHIPPED["length_penalty"])
     return float(model + SHIPPED["retrieval_weight"] * row["relevance"])
 
 
