@@ -142,12 +142,16 @@ class Pool:
     pieces: np.ndarray
     relevance: np.ndarray
 
-    def pick(self, weights: dict[str, float]) -> float:
-        """The rating of the candidate the scoring with ``weights`` would send."""
+    def scores(self, weights: dict[str, float]) -> np.ndarray:
+        """Each candidate's score under ``weights`` (candidates.py's, without the similarity term): (candidates,)."""
         penalty = np.array([length_penalty(int(n), weights["length_penalty"]) for n in self.pieces])
         score = (self.log_prob - weights["mmi_weight"] * self.context_free) / penalty
-        score = score + weights["retrieval_weight"] * self.relevance
-        return float(self.rating[int(np.argmax(score))])
+        scored: np.ndarray = score + weights["retrieval_weight"] * self.relevance
+        return scored
+
+    def pick(self, weights: dict[str, float]) -> float:
+        """The rating of the candidate the scoring with ``weights`` would send."""
+        return float(self.rating[int(np.argmax(self.scores(weights)))])
 
 
 def read_pools(directory: Path, chosen: Sequence[Path] | None) -> list[Pool]:

@@ -26,12 +26,9 @@ choice on dev sheets j and k, −0.01 on the judged prompts (sheet R).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import glob
 import hashlib
 import io
-import json
 import statistics
 import sys
 import zipfile
@@ -45,14 +42,15 @@ import torch
 
 from chatbot import generation
 from chatbot.candidates import Candidate
-from chatbot.search.beam import length_penalty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import judged  # bench/ is not a package: judged.py is found beside this file
+import candidate_pool as pools  # bench/ is not a package: its scripts are found beside this file
+import judged
 
 WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 JUDGED = Path(__file__).resolve().parent / "judged"
-SHIPPED = {"mmi_weight": 0.7, "length_penalty": 1.0, "retrieval_weight": 3.0}  # data/default-model's decoding
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "data" / "default-model"
+DEV_PROMPTS = ("dev_prompts.jsonl", "dev_prompts_b.jsonl")
 RATED_DEV_SHEETS = "dev-2026-12-0[345]*"  # the dev sheets rated before this experiment's own (which would move it)
 
 
@@ -100,22 +98,24 @@ class Encoder:
         return np.concatenate(vectors)
 
 
+def shipped_weights() -> dict[str, float]:
+    """The shipped decoding's weights of the score's parts (data/default-model/config.json)."""
+    decode = judged.read_json(SHIPPED_MODEL / "config.json")["decode"]
+    return {name: float(decode[name]) for name in pools.GRID}
+
+
 def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
     """The dev prompts, and every pool candidate with its shipped-score parts and its mean rating over all raters
     of the pools and dev sheets that showed it (keyed by prompt id and lowercased text)."""
-    prompts = {}
-    for name in ("dev_prompts.jsonl", "dev_prompts_b.jsonl"):
-        for line in (JUDGED / name).read_text().splitlines():
-            prompt = json.loads(line)
-            prompts[prompt["id"]] = prompt
+    prompts = {p["id"]: p for name in DEV_PROMPTS for p in judged.read_json_lines(JUDGED / name)}
     ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
     features = {}
-    for folder in sorted(glob.glob(str(JUDGED / "pool-*")) + glob.glob(str(JUDGED / RATED_DEV_SHEETS))):
-        scores = _ratings(Path(folder))
-        source = "features.jsonl" if "pool-" in folder else "replies.jsonl"
+    for folder in sorted(JUDGED.glob("pool-*")) + sorted(JUDGED.glob(RATED_DEV_SHEETS)):
+        scores = _ratings(folder)
         seen = set()
-        for line in (Path(folder) / source).read_text().splitlines():
-            row = json.loads(line)
+        for row in judged.read_json_lines(
+            folder / ("features.jsonl" if folder.name.startswith("pool-") else "replies.jsonl")
+        ):
             key = (row["prompt"], row["text"].lower())
             if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
                 seen.add(row["id"])
@@ -126,44 +126,42 @@ def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, 
 
 
 def _ratings(folder: Path) -> dict[str, list[int]]:
+    """Every rater's score of each reply id of a sheet or pool (several raters may rate the same ids)."""
+    ids = judged.read_json(folder / "key.json")["ids"]
     found: dict[str, list[int]] = defaultdict(list)
-    for name in sorted(folder.glob("ratings-*.csv")):
-        for row in csv.DictReader(name.open()):
-            if row["score"]:
-                found[row["id"]].append(int(row["score"]))
+    for path in sorted(folder.glob("ratings-*.csv")):
+        for _, reply_id, rating in judged.read_ratings_file(path, ids):
+            if rating is not None:
+                found[reply_id].append(rating.score)
     return found
-
-
-def shipped_score(row: dict[str, Any]) -> float:
-    """The shipped scoring without its similarity term (candidates.py)."""
-    context_free = row["context_free"] if row["context_free"] is not None else row["log_prob"]
-    pieces = row["pieces"]  # the reply's pieces and its end (candidate_pool.py)
-    model = (row["log_prob"] - SHIPPED["mmi_weight"] * context_free) / length_penalty(pieces, SHIPPED["length_penalty"])
-    return float(model + SHIPPED["retrieval_weight"] * row["relevance"])
 
 
 def pool(encoder: Encoder, weights: Sequence[float]) -> None:
     """Print the mean rating of each prompt's pick, by weight, for all prompts, first messages and follow-ups."""
     prompts, candidates = rated_candidates()
-    keys = sorted(candidates)
-    replies = encoder.encode([text for _, text in keys])
-    messages = {
-        name: vector
-        for name, vector in zip(
-            prompts, encoder.encode([p["turns"][-1].lower() for p in prompts.values()]), strict=True
+    by_prompt: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for key in sorted(candidates):
+        by_prompt[key[0]].append(key)
+    messages = dict(
+        zip(by_prompt, encoder.encode([prompts[name]["turns"][-1].lower() for name in by_prompt]), strict=True)
+    )
+    shipped = shipped_weights()
+    picks: dict[float, list[tuple[str, float]]] = {weight: [] for weight in weights}
+    for name, keys in by_prompt.items():
+        rows = [candidates[key] for key in keys]
+        rated = pools.Pool(
+            prompts[name]["kind"], *(np.array([r[f] for r in rows], dtype=float) for f in pools.FEATURES)
         )
-    }
-    by_prompt: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    for key, vector in zip(keys, replies, strict=True):
-        row = candidates[key]
-        by_prompt[key[0]].append((shipped_score(row), float(messages[key[0]] @ vector), row["rating"]))
-    print(f"{len(keys)} rated candidates of {len(by_prompt)} prompts")
-    for weight in weights:
-        picks = {name: max(pool, key=lambda c: c[0] + weight * c[1])[2] for name, pool in by_prompt.items()}
-        first = [r for name, r in picks.items() if prompts[name]["kind"] == "first"]
-        later = [r for name, r in picks.items() if prompts[name]["kind"] != "first"]
+        score = rated.scores(shipped)  # (candidates,)
+        similarity = encoder.encode([text for _, text in keys]) @ messages[name]  # (candidates,)
+        for weight in weights:
+            picks[weight].append((rated.kind, float(rated.rating[int(np.argmax(score + weight * similarity))])))
+    print(f"{len(candidates)} rated candidates of {len(by_prompt)} prompts")
+    for weight, chosen in picks.items():
+        first = [r for kind, r in chosen if kind == "first"]
+        later = [r for kind, r in chosen if kind != "first"]
         print(
-            f"weight {weight:g}: {statistics.mean(picks.values()):.3f} "
+            f"weight {weight:g}: {statistics.mean(r for _, r in chosen):.3f} "
             f"(first messages {statistics.mean(first):.2f}, follow-ups {statistics.mean(later):.2f})"
         )
 

@@ -19,7 +19,8 @@ judge = load_script("encoder_judge.py")
 pools = load_script("candidate_pool.py")
 
 
-def test_the_shipped_score_picks_what_the_pool_fit_picks() -> None:
+def test_the_shipped_weights_pick_with_the_reply_end_counted_once() -> None:
+    assert judge.shipped_weights() == {"mmi_weight": 0.7, "length_penalty": 1.0, "retrieval_weight": 3.0}
     # Close enough that counting the reply's end twice in its length would send the first instead.
     rows = [
         {"log_prob": -6.0, "context_free": 0.0, "pieces": 1, "relevance": 0.0, "rating": 1.0},
@@ -27,8 +28,8 @@ def test_the_shipped_score_picks_what_the_pool_fit_picks() -> None:
         {"log_prob": -31.0, "context_free": -20.0, "pieces": 11, "relevance": 0.0, "rating": 3.0},
     ]
     pool = pools.Pool("first", *(np.array([row[name] for row in rows]) for name in pools.FEATURES))
-    chosen = max(rows, key=judge.shipped_score)
-    assert chosen["rating"] == pool.pick(judge.SHIPPED) == 5.0
+    assert pool.scores(judge.shipped_weights()) == pytest.approx([-6.0, -5.94, -6.375])
+    assert pool.pick(judge.shipped_weights()) == 5.0
 
 
 def test_rated_candidates_are_the_pools_candidates_with_every_rating_of_them() -> None:
@@ -37,6 +38,12 @@ def test_rated_candidates_are_the_pools_candidates_with_every_rating_of_them() -
     assert len(candidates) == 3483
     assert {prompt for prompt, _ in candidates} <= set(prompts)
     assert all(1 <= row["rating"] <= 5 and row["log_prob"] < 0 for row in candidates.values())
+
+
+def test_pool_at_weight_zero_sends_what_the_shipped_score_sends(capsys: pytest.CaptureFixture[str]) -> None:
+    judge.pool(LengthEncoder(), [0.0])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["3483 rated candidates of 195 prompts", "weight 0: 2.677 (first messages 2.73, follow-ups 2.60)"]
 
 
 def test_assemble_needs_all_five_parts(tmp_path: Path) -> None:
