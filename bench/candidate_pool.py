@@ -81,7 +81,7 @@ def candidates_of(generator: ResponseGenerator, index: ReplyIndex, prompt: judge
     bundle, context = generator.load(), generator.context
     tokenizer, config = bundle.tokenizer, generator.decode_config
     history = prompt.history()
-    found = index.search(history[-1].text, retrieved)
+    found = index.retrieve(history[-1].text, retrieved, config.last_sentence_retrieved)
     ids = [tokenizer.encode(each.text) for each in found]
     pooled = pool([], found, ids, context.max_target_tokens, config.min_length)
     if not pooled:

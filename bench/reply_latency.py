@@ -1,6 +1,6 @@
-"""Reply latency of the shipped model in one chat: its own decoding (and, where it uses semantic scoring, the same
-without it), beam-5, and candidates chosen among retrieved replies (retrieved alone, and with beam-5's n-best),
-fp32 and int8, measured side by side.
+"""Reply latency of the shipped model in one chat: its own decoding (and, where it uses semantic scoring or searches
+by a message's last sentence too, the same without it), beam-5, and candidates chosen among retrieved replies
+(retrieved alone, and with beam-5's n-best), fp32 and int8, measured side by side.
 
 Each reply is timed the way ``chatbot chat`` produces it (``ResponseGenerator.generate_scored`` on one context:
 tokenize, encode, search, retrieve and rescore candidates where asked, detokenize), over held-out chitchat contexts,
@@ -37,7 +37,8 @@ def describe(config: DecodeConfig) -> str:
     if config.candidates == "generated":
         return config.strategy
     semantic = f", semantic {config.semantic_weight:g}" if config.semantic_weight else ""
-    return f"{config.strategy}, candidates {config.candidates} {config.retrieved}{semantic}"
+    last = f" + {config.last_sentence_retrieved} by last sentence" if config.last_sentence_retrieved else ""
+    return f"{config.strategy}, candidates {config.candidates} {config.retrieved}{last}{semantic}"
 
 
 def main() -> None:
@@ -48,13 +49,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model_dir = default_model_dir()
     chat_default = ResponseGenerator(model_dir).decode_config  # what `chatbot chat` decodes with, without flags
-    no_semantic = dataclasses.replace(chat_default, semantic_weight=0.0)
+    no_semantic = dataclasses.replace(chat_default, semantic_weight=0.0, last_sentence_retrieved=0)
     beam = dataclasses.replace(no_semantic, strategy="beam", beam_size=5, n_best=5, candidates="generated")
     retrieved = dataclasses.replace(beam, candidates="retrieved", retrieved=10)
     both = dataclasses.replace(beam, candidates="both", retrieved=10)
     decodings = {f"chat default ({describe(chat_default)})": chat_default}
+    if chat_default.last_sentence_retrieved:
+        decodings["the same without the last sentence's search"] = dataclasses.replace(
+            chat_default, last_sentence_retrieved=0
+        )
     if chat_default.semantic_weight:
-        decodings["the same without semantic scoring"] = no_semantic
+        decodings["the same without semantic scoring"] = dataclasses.replace(chat_default, semantic_weight=0.0)
     decodings["beam-5"] = beam
     decodings.update({"candidates: retrieved 10": retrieved, "candidates: both (beam-5 n-best + 10)": both})
     variants = {  # `chatbot chat` runs int8 unless --no-quantize

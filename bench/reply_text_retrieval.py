@@ -19,7 +19,6 @@ Rated on 2026-12-04 (BENCHMARKS.md, "Judged reply quality"): −0.07 and −0.15
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sqlite3
 import sys
 from pathlib import Path
@@ -73,14 +72,7 @@ def patch(extra: int, parrot: float) -> None:
     original = reply_index.ReplyIndex.search
 
     def search(index: Any, message: str, limit: int) -> list[reply_index.Retrieved]:
-        merged: dict[int, reply_index.Retrieved] = {}
-        for found in (original(index, message, limit), by_reply_text(index, message, extra, parrot)):
-            best = max((retrieved.score for retrieved in found), default=1.0)
-            for retrieved in found:
-                relevance = retrieved.score / best
-                if retrieved.row not in merged or merged[retrieved.row].score < relevance:
-                    merged[retrieved.row] = dataclasses.replace(retrieved, score=relevance)
-        return list(merged.values())
+        return reply_index.merge([original(index, message, limit), by_reply_text(index, message, extra, parrot)])
 
     reply_index.ReplyIndex.search = search  # type: ignore[method-assign]
 

@@ -11,8 +11,9 @@ Every candidate of a context is scored in one teacher-forced batch (search/scori
 
 the first term the same form as MMI reranking of a beam (search/mmi.py): U is the model given a neutral context,
 so a reply that fits any message ("hi!", "lol") gains nothing over one that fits this message. ``relevance`` is
-a retrieved reply's BM25 score over the best one's for this context, in (0, 1], and 0 for a generated reply: how
-closely the message it answered matches this one, which a small model judges worse than the index does.
+a retrieved reply's BM25 score over the best one's of its search (reply_index.ReplyIndex.retrieve), in (0, 1], and
+0 for a generated reply: how closely the message it answered matches this one, which a small model judges worse
+than the index does.
 ``similarity`` is the cosine between the context's newest turn and the reply under a pretrained sentence encoder
 (semantic.py: the encoder's vectors of the index's replies, and its linear student's of the message): a second
 opinion on whether the reply is about what was said, which the small model is also bad at.

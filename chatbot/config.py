@@ -190,11 +190,12 @@ class DecodeConfig:
     manager answers with its fallback instead (0: always send).
 
     ``candidates`` says what the reply is chosen from: ``generated`` (the search's best), ``retrieved`` (the
-    ``retrieved`` training replies whose messages are closest to the user's, from the model's reply index) or
-    ``both``. Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
+    ``retrieved`` training replies whose messages are closest to the user's, from the model's reply index, and
+    for a message of several sentences ``last_sentence_retrieved`` more closest to its last sentence) or ``both``.
+    Unless generated alone, every candidate is rescored by the model in one teacher-forced pass:
     log-probability given the context, less ``mmi_weight`` times its first pieces' context-free log-probability,
     length-normalised by ``length_penalty``, plus ``retrieval_weight`` times a retrieved reply's relevance (its
-    BM25 score over the best of its context's; candidates.py), plus ``semantic_weight`` times the cosine between
+    BM25 score over the best of its search's; candidates.py), plus ``semantic_weight`` times the cosine between
     the user's newest message and the reply under a pretrained sentence encoder (semantic.py).
     """
 
@@ -268,11 +269,19 @@ class DecodeConfig:
     retrieved: int = field(
         default=10, metadata={"help": "How many training replies the reply index retrieves as candidates."}
     )
+    last_sentence_retrieved: int = field(
+        default=0,
+        metadata={
+            "help": "Candidates: for a message of several sentences, also retrieve this many training replies by "
+            "its last sentence alone (an answer and a question back: the question), each search's relevance over "
+            "its own best (0: off)."
+        },
+    )
     retrieval_weight: float = field(
         default=0.0,
         metadata={
             "help": "Candidates: add this times a retrieved reply's relevance (its BM25 score over "
-            "the best retrieved one's, 0 for a generated reply) to its score."
+            "the best its search retrieved, 0 for a generated reply) to its score."
         },
     )
     semantic_weight: float = field(
@@ -287,8 +296,8 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.candidates not in CANDIDATE_SOURCES:
             raise ChatbotError(f"candidates must be one of {', '.join(CANDIDATE_SOURCES)}, not {self.candidates!r}")
-        if self.retrieved < 1:
-            raise ChatbotError("retrieved must be at least 1")
+        if self.retrieved < 1 or self.last_sentence_retrieved < 0:
+            raise ChatbotError("retrieved must be at least 1 and last_sentence_retrieved at least 0")
         if self.strategy not in DECODE_STRATEGIES:
             raise ChatbotError(f"strategy must be one of {', '.join(DECODE_STRATEGIES)}, not {self.strategy!r}")
         if self.max_length < 1 or not 0 <= self.min_length <= self.max_length:

@@ -222,7 +222,7 @@ class ResponseGenerator:
         if config.candidates == GENERATED or self._index is None:
             return [[] for _ in messages]
         index = self._index.result()  # waits for the opening, or raises what went wrong in it
-        return [index.search(message, config.retrieved) for message in messages]
+        return [index.retrieve(message, config.retrieved, config.last_sentence_retrieved) for message in messages]
 
 
 def _open_in_background(path: Path) -> Future[ReplyIndex]:

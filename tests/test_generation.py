@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.dialogue.types import Role, Turn
-from chatbot.errors import ModelError
+from chatbot.errors import ChatbotError, ModelError
 from chatbot.generation import ResponseGenerator
 
 
@@ -82,6 +82,21 @@ def test_retrieved_candidates_carry_their_training_conversation(tiny_indexed_mod
     both = ResponseGenerator(tiny_indexed_model_dir, DecodeConfig(candidates="both", mmi_weight=0.5)).reply(history)
     assert both.text == "yes, a cat named pepper"  # generated and retrieved agree; the first found keeps it
     assert both.source == "generated"
+
+
+def test_the_question_after_an_answer_finds_its_reply_by_the_last_sentence(tiny_indexed_model_dir: Path) -> None:
+    from chatbot.config import DecodeConfig
+
+    # The whole message's best match is the neighbours' key; the question it ends with goes unanswered.
+    history = [Turn(Role.USER, "not really, the neighbours were loud. do you have any pets?")]
+    plain = DecodeConfig(candidates="retrieved", retrieved=1)
+    assert ResponseGenerator(tiny_indexed_model_dir, plain).reply(history).text == "oh no, that sounds rough"
+    both = DecodeConfig(candidates="retrieved", retrieved=1, last_sentence_retrieved=1)
+    reply = ResponseGenerator(tiny_indexed_model_dir, both).reply(history)
+    assert (reply.text, reply.source) == ("yes, a cat named pepper", "sample-4")
+    assert reply.decoding["last_sentence_retrieved"] == 1  # stored in the reply's provenance
+    with pytest.raises(ChatbotError, match="last_sentence_retrieved at least 0"):
+        DecodeConfig(last_sentence_retrieved=-1)
 
 
 def test_retrieved_alone_falls_back_to_the_search_when_nothing_is_found(tiny_indexed_model_dir: Path) -> None:

@@ -145,3 +145,35 @@ def test_an_index_of_an_earlier_format_still_opens_without_vectors(tmp_path: Pat
     index = ReplyIndex(path)
     assert index.vectors is None
     assert index.search("do you have any pets", 1)[0].text == "yes, a cat named pepper"
+
+
+def test_a_message_of_several_sentences_is_also_searched_by_its_last(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    _build(
+        path,
+        [
+            ("i play saxophone in a band", "sounds like a great gig", "c1", -5.0),
+            ("music was loud tonight", "loud is half the fun", "c2", -5.0),
+            ("do you like music?", "yes, music is my life", "c3", -4.0),
+            *((f"thing {n} happened today", f"oh, thing {n}", f"filler-{n}", -7.0) for n in range(40)),
+        ],
+    )
+    index = ReplyIndex(path)
+    message = "saxophone mostly. do you like music?"
+    # The whole message is searched by its rarest word, the first sentence's: its question goes unanswered.
+    assert [r.text for r in index.search(message, 2)] == ["sounds like a great gig"]
+    assert [(r.text, r.score) for r in index.retrieve(message, 2)] == [("sounds like a great gig", 1.0)]
+    found = index.retrieve(message, 2, by_last_sentence=1)
+    assert [(r.text, r.conversation, r.score) for r in found] == [
+        ("sounds like a great gig", "c1", 1.0),
+        ("yes, music is my life", "c3", 1.0),
+    ]
+    # Scores are relevance, each search's over its own best; a reply found by both searches is there once.
+    plain = index.search("music", 5)
+    relevance = index.retrieve("music", 5, by_last_sentence=5)
+    assert [r.row for r in relevance] == [r.row for r in plain]
+    assert [r.score for r in relevance] == pytest.approx([r.score / plain[0].score for r in plain])
+    assert [r.text for r in index.retrieve("loud music. loud?", 5, by_last_sentence=5)] == ["loud is half the fun"]
+    # One sentence (a decimal point is not an end), or none: searched as before.
+    assert [r.text for r in index.retrieve("saxophone 2.5 hours", 5, by_last_sentence=5)] == ["sounds like a great gig"]
+    assert index.retrieve("zebra. xylophone?", 5, by_last_sentence=5) == []
