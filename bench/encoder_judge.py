@@ -111,7 +111,7 @@ def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, 
     ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
     features = {}
     for folder in sorted(JUDGED.glob("pool-*")) + sorted(JUDGED.glob(RATED_DEV_SHEETS)):
-        scores = _ratings(folder)
+        scores = judged.every_score(folder)
         seen = set()
         for row in judged.read_json_lines(
             folder / ("features.jsonl" if folder.name.startswith("pool-") else "replies.jsonl")
@@ -123,17 +123,6 @@ def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, 
                 if row.get("log_prob") is not None:
                     features[key] = row
     return prompts, {key: {**row, "rating": statistics.mean(ratings[key])} for key, row in features.items()}
-
-
-def _ratings(folder: Path) -> dict[str, list[int]]:
-    """Every rater's score of each reply id of a sheet or pool (several raters may rate the same ids)."""
-    ids = judged.read_json(folder / "key.json")["ids"]
-    found: dict[str, list[int]] = defaultdict(list)
-    for path in sorted(folder.glob("ratings-*.csv")):
-        for _, reply_id, rating in judged.read_ratings_file(path, ids):
-            if rating is not None:
-                found[reply_id].append(rating.score)
-    return found
 
 
 def pool(encoder: Encoder, weights: Sequence[float]) -> None:

@@ -529,6 +529,18 @@ def read_ratings_file(path: Path, ids: dict[str, list[str]]) -> list[tuple[int, 
     return read
 
 
+def every_score(folder: Path) -> dict[str, list[int]]:
+    """Every score each reply id of a sheet or pool directory got, over all its ratings files (a pool's ids may
+    be rated by several raters); ids left unrated are absent."""
+    ids = read_json(folder / "key.json")["ids"]
+    found: dict[str, list[int]] = {}
+    for path in sorted(folder.glob("ratings-*.csv")):
+        for _, reply_id, rating in read_ratings_file(path, ids):
+            if rating is not None:
+                found.setdefault(reply_id, []).append(rating.score)
+    return found
+
+
 def read_ratings(files: Sequence[Path], ids: dict[str, list[str]], templates: Sequence[Path]) -> dict[str, Rating]:
     """Every reply id's one rating from ``files`` together; ``templates`` (unfilled files) only help to say where
     a missing rating belongs."""

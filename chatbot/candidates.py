@@ -89,8 +89,14 @@ def pool(
     return candidates
 
 
+def choose(found: Sequence[Sequence[Choice]]) -> list[Choice | None]:
+    """The best of each context's scored candidates (``scored``'s; None where it has none): the first of the
+    highest score."""
+    return [max(each, key=lambda choice: choice.score, default=None) for each in found]
+
+
 @torch.no_grad()
-def choose(
+def scored(
     model: Seq2Seq,
     sources: Sequence[Sequence[int]],
     candidates: Sequence[Sequence[Candidate]],
@@ -98,15 +104,15 @@ def choose(
     bos_id: int,
     eos_id: int,
     config: DecodeConfig,
-) -> list[Choice | None]:
-    """The best candidate of each context (``sources[i]``'s piece ids; None where it has no candidate), all
-    contexts' candidates scored in one teacher-forced batch: each after its context, and (with MMI) its first
-    ``mmi_prefix`` pieces after the neutral context, encoded as one more row, unless the reply index already knows
-    the whole reply's context-free log-probability and the prefix covers the whole reply."""
+) -> list[list[Choice]]:
+    """Every candidate of each context as a Choice with its score (the module docstring's) and confidence, in
+    order, all contexts' candidates scored in one teacher-forced batch: each after its context, and (with MMI) its
+    first ``mmi_prefix`` pieces after the neutral context, encoded as one more row, unless the reply index already
+    knows the whole reply's context-free log-probability and the prefix covers the whole reply."""
     rows = [row for row, found in enumerate(candidates) for _ in found]
     flat = [candidate for found in candidates for candidate in found]
     if not flat:
-        return [None] * len(sources)
+        return [[] for _ in sources]
     targets = [[*c.tokens, eos_id] for c in flat]
     anti = [0.0] * len(flat)
     if config.mmi_weight:
@@ -123,12 +129,10 @@ def choose(
     fitted = scores[: len(flat)]
     for i, value in zip(unknown, scores[len(flat) :], strict=True):
         anti[i] = value
-    best: list[Choice | None] = [None] * len(sources)
+    found: list[list[Choice]] = [[] for _ in sources]
     for row, candidate, log_prob, context_free in zip(rows, flat, fitted, anti, strict=True):
         pieces = len(candidate.tokens) + 1
         score = (log_prob - config.mmi_weight * context_free) / length_penalty(pieces, config.length_penalty)
         score += config.retrieval_weight * candidate.relevance + config.semantic_weight * candidate.similarity
-        current = best[row]
-        if current is None or score > current.score:
-            best[row] = Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces))
-    return best
+        found[row].append(Choice(candidate.tokens, candidate.source, score, math.exp(log_prob / pieces)))
+    return found

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from chatbot.candidates import GENERATED, Candidate, Choice, choose, pool
+from chatbot.candidates import GENERATED, Candidate, Choice, choose, pool, scored
 from chatbot.config import ContextConfig, DecodeConfig, from_dict
 from chatbot.dialogue.generator import Generated
 from chatbot.dialogue.settings import DecodeSettings
@@ -164,7 +164,7 @@ class ResponseGenerator:
             ]
             if config.semantic_weight:
                 pools = self._with_similarity([tokenizer.encode(message) for message in messages], pools)
-            chosen = choose(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config)
+            chosen = choose(scored(bundle.model, rows, pools, neutral, tokenizer.bos_id, tokenizer.eos_id, config))
         return [c if c is not None else Choice([], GENERATED, 0.0, 0.0) for c in chosen]
 
     def _search(
@@ -180,7 +180,7 @@ class ResponseGenerator:
         if not searched:
             return hypotheses
         tokenizer = self.load().tokenizer
-        # Pooled candidates are all rescored (MMI included) by choose(): the search need not rerank its n-best.
+        # Pooled candidates are all rescored (MMI included) by scored(): the search need not rerank its n-best.
         search = config if config.candidates == GENERATED else dataclasses.replace(config, mmi_weight=0.0)
         source = pad([rows[i] for i in searched], tokenizer.pad_id)
         found = generate(self.load().model, source, tokenizer.bos_id, tokenizer.eos_id, search, draws, neutral)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.candidates import GENERATED, Candidate, choose, pool
+from chatbot.candidates import GENERATED, Candidate, choose, pool, scored
 from chatbot.config import DecodeConfig
 from chatbot.reply_index import Retrieved
 from chatbot.search import Hypothesis
@@ -65,7 +65,9 @@ def test_choose_scores_every_candidate_as_documented(
         Candidate(r, f"c{i}", rel, similarity=sim)
         for i, (r, rel, sim) in enumerate(zip(replies, relevance, similarity, strict=True))
     ]
-    (best,) = choose(model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, config)
+    found = scored(model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, config)
+    assert [c.score for c in found[0]] == pytest.approx(expected, abs=1e-5)  # each candidate's, in order
+    (best,) = choose(found)
     winner = max(range(3), key=expected.__getitem__)
     assert best is not None
     assert (best.tokens, best.source) == (replies[winner], f"c{winner}")
@@ -90,10 +92,11 @@ def test_choose_batches_contexts_and_reports_none_without_candidates(tiny_model_
         _ids(bundle, "<usr> what's your favourite food?"),
     ]
     chosen = choose(
-        bundle.model, sources, [both, [], both], _ids(bundle, "<usr>"), tok.bos_id, tok.eos_id, DecodeConfig()
+        scored(bundle.model, sources, [both, [], both], _ids(bundle, "<usr>"), tok.bos_id, tok.eos_id, DecodeConfig())
     )
     assert [c.source if c else None for c in chosen] == ["p", None, "f"]
-    assert choose(bundle.model, sources[:1], [[]], [], tok.bos_id, tok.eos_id, DecodeConfig()) == [None]
+    assert scored(bundle.model, sources[:1], [[]], [], tok.bos_id, tok.eos_id, DecodeConfig()) == [[]]
+    assert choose([[]]) == [None]
 
 
 def test_the_index_s_context_free_score_stands_in_for_the_neutral_pass(tiny_model_dir: Path) -> None:
@@ -106,14 +109,14 @@ def test_the_index_s_context_free_score_stands_in_for_the_neutral_pass(tiny_mode
 
     def best(candidates: list[Candidate], prefix: int = 100) -> float:
         cfg = DecodeConfig(mmi_weight=0.5, mmi_prefix=prefix)
-        (chosen,) = choose(bundle.model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, cfg)
+        (chosen,) = choose(scored(bundle.model, [source], [candidates], neutral, tok.bos_id, tok.eos_id, cfg))
         assert chosen is not None
         return chosen.score
 
-    scored = best([Candidate(r, "x") for r in replies])
+    computed = best([Candidate(r, "x") for r in replies])
     known = best([Candidate(r, "x", 0.0, lm) for r, lm in zip(replies, whole, strict=True)])
-    assert known == pytest.approx(scored, abs=1e-4)  # the stored figure is what the pass would compute
+    assert known == pytest.approx(computed, abs=1e-4)  # the stored figure is what the pass would compute
     # A stored figure that differs is used as given while the prefix covers the whole reply, and not otherwise.
     planted = [Candidate(r, "x", 0.0, 0.0) for r in replies]
-    assert best(planted) != pytest.approx(scored, abs=1e-3)
+    assert best(planted) != pytest.approx(computed, abs=1e-3)
     assert best(planted, prefix=2) == pytest.approx(best([Candidate(r, "x") for r in replies], prefix=2), abs=1e-4)

