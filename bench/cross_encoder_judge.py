@@ -58,16 +58,10 @@ def rated_dev_candidates(folder: Path = JUDGED, until: str = "") -> list[dict[st
     if {p["id"] for p in judged.read_json_lines(folder / "prompts.jsonl")} & set(prompts):
         raise SystemExit("a judged prompt's id is among the dev prompts")
     ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for sheet in sorted(folder.glob("pool-*")) + sorted(folder.glob("dev-*")):
-        if until and sheet.name.split("-", 1)[1] > until:
-            continue
-        scores = judged.every_score(sheet)
-        shown = "features.jsonl" if sheet.name.startswith("pool-") else "replies.jsonl"
-        seen = set()
-        for row in judged.read_json_lines(sheet / shown):
-            if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
-                seen.add(row["id"])
-                ratings[(row["prompt"], row["text"].lower())] += scores[row["id"]]
+    folders = sorted(folder.glob("pool-*")) + sorted(folder.glob("dev-*"))
+    dated = [each for each in folders if not until or each.name.split("-", 1)[1] <= until]
+    for row, scores in judged.rated_rows(dated, prompts):
+        ratings[(row["prompt"], row["text"].lower())] += scores
     return [
         {"prompt": prompt, "turns": prompts[prompt]["turns"], "kind": prompts[prompt]["kind"], "text": text}
         | {"rating": statistics.mean(found), "ratings": len(found)}

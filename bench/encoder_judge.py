@@ -110,18 +110,12 @@ def rated_candidates() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, 
     prompts = {p["id"]: p for name in DEV_PROMPTS for p in judged.read_json_lines(JUDGED / name)}
     ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
     features = {}
-    for folder in sorted(JUDGED.glob("pool-*")) + sorted(JUDGED.glob(RATED_DEV_SHEETS)):
-        scores = judged.every_score(folder)
-        seen = set()
-        for row in judged.read_json_lines(
-            folder / ("features.jsonl" if folder.name.startswith("pool-") else "replies.jsonl")
-        ):
-            key = (row["prompt"], row["text"].lower())
-            if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
-                seen.add(row["id"])
-                ratings[key] += scores[row["id"]]
-                if row.get("log_prob") is not None:
-                    features[key] = row
+    folders = sorted(JUDGED.glob("pool-*")) + sorted(JUDGED.glob(RATED_DEV_SHEETS))
+    for row, scores in judged.rated_rows(folders, prompts):
+        key = (row["prompt"], row["text"].lower())
+        ratings[key] += scores
+        if row.get("log_prob") is not None:
+            features[key] = row
     return prompts, {key: {**row, "rating": statistics.mean(ratings[key])} for key, row in features.items()}
 
 

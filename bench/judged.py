@@ -38,7 +38,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -539,6 +539,19 @@ def every_score(folder: Path) -> dict[str, list[int]]:
             if rating is not None:
                 found.setdefault(reply_id, []).append(rating.score)
     return found
+
+
+def rated_rows(folders: Iterable[Path], prompts: Container[str]) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """Each reply shown on the pools and sheets ``folders`` to one of ``prompts`` (a pool's features.jsonl row, a
+    sheet's replies.jsonl row), once per folder and reply id, with every score it got there; unrated ones skipped."""
+    for folder in folders:
+        scores = every_score(folder)
+        shown = "features.jsonl" if folder.name.startswith("pool-") else "replies.jsonl"
+        seen = set()
+        for row in read_json_lines(folder / shown):
+            if row["id"] in scores and row["id"] not in seen and row["prompt"] in prompts:
+                seen.add(row["id"])
+                yield row, scores[row["id"]]
 
 
 def read_ratings(files: Sequence[Path], ids: dict[str, list[str]], templates: Sequence[Path]) -> dict[str, Rating]:

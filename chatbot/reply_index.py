@@ -170,9 +170,10 @@ class ReplyIndex:
         ``search(its last sentence, by_last_sentence)`` too; each reply once, its score its relevance, the search's
         score over that search's best (in (0, 1]; the higher of two), in the order first found."""
         searches = [self.search(message, limit)]
-        sentences = [part for part in (each.strip() for each in SENTENCE_END.split(message)) if part]
-        if by_last_sentence > 0 and len(sentences) > 1:
-            searches.append(self.search(sentences[-1], by_last_sentence))
+        if by_last_sentence > 0:
+            sentences = [part for part in (each.strip() for each in SENTENCE_END.split(message)) if part]
+            if len(sentences) > 1:
+                searches.append(self.search(sentences[-1], by_last_sentence))
         return merge(searches)
 
     def search(self, message: str, limit: int) -> list[Retrieved]:
