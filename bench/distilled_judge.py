@@ -96,8 +96,9 @@ class Head(nn.Module):
         keep += list(range(states, states + SEMANTIC)) if "semantic" in inputs else []
         self.register_buffer("keep", torch.tensor([*keep, *range(states + SEMANTIC, len(mean))]))
         width = len(self.keep)
-        layers = [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1)] if hidden else []
-        self.net = nn.Sequential(*layers) if hidden else nn.Linear(width, 1)
+        self.net: nn.Module = nn.Linear(width, 1)
+        if hidden:
+            self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (..., candidates, inputs) -> (..., candidates)."""
@@ -134,6 +135,8 @@ class Recorder:
         generation.scored = self.scored
 
     def scored(self, model: Any, sources: Sequence[Sequence[int]], pools: Any, *rest: Any) -> list[list[Choice]]:
+        """candidates.scored's choices, the decoder's states of its pass captured and kept with each pool (and,
+        with a head, its output weighed into every score)."""
         captured: list[tuple[torch.Tensor, torch.Tensor]] = []
         hook = model.decoder.combine.register_forward_hook(
             lambda _module, inputs, output: captured.append((inputs[0].float(), output.float()))
@@ -150,13 +153,12 @@ class Recorder:
         features = torch.cat([pooled_states(joined, combined, [len(c.tokens) for c in flat]), self.semantic(pools)], 1)
         start, chosen = 0, []
         for row, (candidates, choices) in enumerate(zip(pools, found, strict=True)):
-            parts = score_parts(candidates, choices)
-            rows = torch.cat([features[start : start + len(candidates)], parts], 1)
+            mine, parts = features[start : start + len(candidates)], score_parts(candidates, choices)
             start += len(candidates)
-            self.keep(sources[row], choices, rows[:, :-PARTS], parts)
+            self.keep(sources[row], choices, mine, parts)
             if self.head is not None and candidates:
                 with torch.no_grad():
-                    bonus = self.head(rows).tolist()
+                    bonus = self.head(torch.cat([mine, parts], 1)).tolist()
                 choices = [
                     dataclasses.replace(c, score=c.score + self.weight * b) for c, b in zip(choices, bonus, strict=True)
                 ]
@@ -183,6 +185,8 @@ class Recorder:
     def keep(
         self, source: Sequence[int], choices: Sequence[Choice], features: torch.Tensor, parts: torch.Tensor
     ) -> None:
+        """One pool as extract saves it: the context's turns as the model read them, the candidates' texts, their
+        features (fp16) and the parts."""
         tokenizer = self.generator.load().tokenizer
         turns = [t.strip() for t in _MARKER.split(tokenizer.decode(list(source))) if t.strip()]
         texts = [tokenizer.decode_clean(c.tokens) for c in choices]
