@@ -96,9 +96,12 @@ class Head(nn.Module):
         keep += list(range(states, states + SEMANTIC)) if "semantic" in inputs else []
         self.register_buffer("keep", torch.tensor([*keep, *range(states + SEMANTIC, len(mean))]))
         width = len(self.keep)
-        self.net: nn.Module = nn.Linear(width, 1)
         if hidden:
-            self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1))
+            self.net: nn.Module = nn.Sequential(
+                nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1)
+            )
+        else:
+            self.net = nn.Linear(width, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (..., candidates, inputs) -> (..., candidates)."""
