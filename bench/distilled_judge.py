@@ -108,10 +108,12 @@ class Head(nn.Module):
         return self.net(((features.float() - self.mean) / self.std)[..., self.keep]).squeeze(-1)
 
     def saved(self) -> dict[str, Any]:
+        """What ``load`` reads back: the inputs chosen, the hidden size and the weights with the standardisation."""
         return {"inputs": self.inputs, "hidden": self.hidden, "state": self.state_dict()}
 
     @classmethod
     def load(cls, path: Path) -> Head:
+        """The head ``fit --save`` wrote to ``path``, ready to score."""
         saved = torch.load(path)
         head = cls(saved["inputs"], saved["hidden"], saved["state"]["mean"], saved["state"]["std"])
         head.load_state_dict(saved["state"])
