@@ -69,6 +69,11 @@ def rated_dev_candidates(folder: Path = JUDGED, until: str = "") -> list[dict[st
     ]
 
 
+def source_turns(tokenizer: Any, source: Sequence[int]) -> list[str]:
+    """The turns of a context as the seq2seq model read it (its piece ids ``source``), without speaker markers."""
+    return [t.strip() for t in _MARKER.split(tokenizer.decode(list(source))) if t.strip()]
+
+
 def context_text(turns: Sequence[str]) -> str:
     """What the cross-encoder reads of a conversation: its last three turns, lowercased, joined by " | "."""
     return " | ".join(turn.lower() for turn in turns[-3:])
@@ -165,7 +170,7 @@ def patch(model: CrossEncoder, weight: float) -> None:
     def weighed(seq2seq: Seq2Seq, sources: Sequence[Sequence[int]], *rest: Any) -> list[list[Choice]]:
         found = scored(seq2seq, sources, *rest)
         (tokenizer,) = tokenizers
-        turns = [[t.strip() for t in _MARKER.split(tokenizer.decode(list(s))) if t.strip()] for s in sources]
+        turns = [source_turns(tokenizer, s) for s in sources]
         rows = [
             {"turns": turns[row], "text": tokenizer.decode_clean(choice.tokens)}
             for row, each in enumerate(found)

@@ -44,13 +44,12 @@ from torch import nn
 from chatbot import generation
 from chatbot.candidates import GENERATED, Candidate, Choice, scored
 from chatbot.corpora.chitchat import read_chitchat
-from chatbot.text.pairs import _MARKER, split_of
+from chatbot.text.pairs import split_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_encoder_judge as teacher  # bench/ is not a package: found beside this file
 import judged
 
-STATE_BLOCKS = 7  # pooled decoder vectors per candidate, each the decoder's hidden size
 SEMANTIC = 96  # message, candidate and their product on the index's 32 axes
 PARTS = 6  # the shipped score's parts
 INPUTS = ("states", "semantic")
@@ -79,6 +78,11 @@ def score_parts(candidates: Sequence[Candidate], choices: Sequence[Choice]) -> t
         confidence = float(np.log(max(ch.confidence, 1e-9)))
         rows.append([ch.score, confidence, c.relevance, c.similarity, len(c.tokens) / 10, float(c.source == GENERATED)])
     return torch.tensor(rows)
+
+
+def head_input(features: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """What a Head reads of n candidates: their features (n, states + SEMANTIC), any dtype, then parts (n, PARTS)."""
+    return torch.cat([features.float(), parts], -1)
 
 
 class Head(nn.Module):
@@ -163,7 +167,7 @@ class Recorder:
             self.keep(sources[row], choices, mine, parts)
             if self.head is not None and candidates:
                 with torch.no_grad():
-                    bonus = self.head(torch.cat([mine, parts], 1)).tolist()
+                    bonus = self.head(head_input(mine, parts)).tolist()
                 choices = [
                     dataclasses.replace(c, score=c.score + self.weight * b) for c, b in zip(choices, bonus, strict=True)
                 ]
@@ -193,7 +197,7 @@ class Recorder:
         """One pool as extract saves it: the context's turns as the model read them, the candidates' texts, their
         features (fp16) and the parts."""
         tokenizer = self.generator.load().tokenizer
-        turns = [t.strip() for t in _MARKER.split(tokenizer.decode(list(source))) if t.strip()]
+        turns = teacher.source_turns(tokenizer, source)
         texts = [tokenizer.decode_clean(c.tokens) for c in choices]
         self.pools.append({"turns": turns, "texts": texts, "features": features.half(), "parts": parts})
 
@@ -268,7 +272,7 @@ def padded(pools: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor,
     mask = torch.zeros(len(pools), width, dtype=torch.bool)
     for i, each in enumerate(pools):
         n = len(each["texts"])
-        features[i, :n] = torch.cat([each["features"].float(), each["parts"]], 1)
+        features[i, :n] = head_input(each["features"], each["parts"])
         labels[i, :n], mask[i, :n] = each["labels"], True
     return features, labels, mask
 
@@ -317,7 +321,7 @@ def agreement(pools: Sequence[dict[str, Any]], head: Head, weight: float, rated:
     for each in pools:
         shipped = each["parts"][:, 0]
         with torch.no_grad():
-            bonus = head(torch.cat([each["features"].float(), each["parts"]], 1))
+            bonus = head(head_input(each["features"], each["parts"]))
         picks = [int(torch.argmax(shipped + weight * b)) for b in (bonus, each["labels"], torch.zeros_like(shipped))]
         mine, theirs, before = picks
         counts["same"] += mine == theirs
