@@ -71,6 +71,15 @@ def pooled_states(joined: torch.Tensor, combined: torch.Tensor, lengths: Sequenc
     return torch.cat(blocks, dim=-1)
 
 
+def by_candidate(kept: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """kept (positions, features): the decoder's rows at the real positions of a teacher-forced batch (row after
+    row, each candidate's ``length`` + 1 of them, eos included, then any other targets') -> (n, steps, features)
+    for the n candidates, zero after each one's end."""
+    sizes = [length + 1 for length in lengths]
+    rows = kept[: sum(sizes)].split(sizes)
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+
+
 def score_parts(candidates: Sequence[Candidate], choices: Sequence[Choice]) -> torch.Tensor:
     """(n, PARTS): each candidate's shipped score, log confidence, relevance, similarity, pieces / 10, generated."""
     rows = []
@@ -157,9 +166,10 @@ class Recorder:
         flat = [c for each in pools for c in each]
         if not flat:
             return found
-        (joined, combined), *_ = captured  # the candidates come first, then any context-free prefixes (MMI)
-        joined, combined = joined[: len(flat)], combined[: len(flat)]
-        features = torch.cat([pooled_states(joined, combined, [len(c.tokens) for c in flat]), self.semantic(pools)], 1)
+        (joined, combined), *_ = captured  # each target's real positions, the candidates' first, then MMI's prefixes
+        lengths = [len(c.tokens) for c in flat]
+        joined, combined = by_candidate(joined, lengths), by_candidate(combined, lengths)
+        features = torch.cat([pooled_states(joined, combined, lengths), self.semantic(pools)], 1)
         start, chosen = 0, []
         for row, (candidates, choices) in enumerate(zip(pools, found, strict=True)):
             mine, parts = features[start : start + len(candidates)], score_parts(candidates, choices)

@@ -22,9 +22,11 @@ def test_int8_perplexity_is_within_half_a_percent_of_fp32() -> None:
     fp32 = perplexity(bundle.model, bundle.tokenizer, pairs).word_perplexity
     int8_model = quantize(bundle.model)
     assert isinstance(int8_model.decoder.rnn, torch.ao.nn.quantized.dynamic.GRU)
+    assert isinstance(int8_model.encoder.paired_layers[0], torch.ao.nn.quantized.dynamic.GRU)  # directions paired
     int8 = perplexity(int8_model, bundle.tokenizer, pairs).word_perplexity
     assert int8 == pytest.approx(fp32, rel=0.005)
     assert isinstance(bundle.model.decoder.rnn, torch.nn.GRU)  # the fp32 original is untouched
+    assert bundle.model.encoder.backward_layers and not bundle.model.encoder.paired_layers
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])

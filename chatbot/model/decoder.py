@@ -52,7 +52,8 @@ class Decoder(nn.Module):
         state (layers, batch, state_size), and attention weights (batch, tgt_len, src_len).
 
         With ``keep`` (batch, tgt_len), True at the positions whose prediction is wanted (training: the real target
-        pieces), logits are (kept, vocab) for those positions only: the output layer, the largest, skips padding.
+        pieces), logits are (kept, vocab) for those positions only: the two layers after attention, the output the
+        largest, skip padding.
         """
         embedded = self.dropout(self.embedding(target_in))  # (batch, tgt_len, emb)
         if self.attend_first:
@@ -60,9 +61,10 @@ class Decoder(nn.Module):
         else:
             outputs, state = run_rnn(self.rnn, embedded, state)  # (batch, tgt_len, hidden)
             context, weights = self.attention(outputs, keys, memory, mask)  # (batch, tgt_len, hidden)
-        combined = torch.tanh(self.combine(torch.cat([outputs, context], dim=-1)))  # (batch, tgt_len, features)
+        joined = torch.cat([outputs, context], dim=-1)  # (batch, tgt_len, 2*hidden)
         if keep is not None:
-            combined = combined[keep]  # (kept, features)
+            joined = joined[keep]  # (kept, 2*hidden)
+        combined = torch.tanh(self.combine(joined))  # (batch, tgt_len, features), or (kept, features)
         return self.output(self.dropout(combined)), state, weights
 
     def _attend_then_step(

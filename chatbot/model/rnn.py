@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+GATES = {"GRU": 3, "LSTM": 4}  # the blocks of rows in each weight matrix, by nn.RNNBase.mode
+
 
 def state_size(cell: str, hidden_size: int) -> int:
     """Width of one layer's state: the hidden size, doubled for an LSTM (hidden and cell)."""
