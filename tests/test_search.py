@@ -97,6 +97,25 @@ def test_beam_search_batched_matches_one_row_at_a_time() -> None:
     assert all(hs[0].score >= hs[1].score for hs in batched)
 
 
+def test_a_context_that_is_done_leaves_the_beam_batch_and_the_others_search_on_as_alone() -> None:
+    model = random_model(0, vocab=9)  # seeded so that one context is done at step 7 of 9
+    rows = [[4, 5, 6], [7, 8, PAD], [6, PAD, PAD]]
+    config = DecodeConfig(strategy="beam", beam_size=4, n_best=2, max_length=12)
+    decode, batch_rows = model.decode, []
+
+    def counting(previous: torch.Tensor, *args: object, **kwargs: object) -> object:
+        batch_rows.append(previous.size(0))
+        return decode(previous, *args, **kwargs)  # type: ignore[arg-type]
+
+    model.decode = counting  # type: ignore[method-assign]
+    batched = generate(model, torch.tensor(rows), BOS, EOS, config)
+    model.decode = decode  # type: ignore[method-assign]
+    assert batch_rows == [12] * 7 + [8, 8]
+    single = [generate(model, torch.tensor([[t for t in row if t != PAD]]), BOS, EOS, config)[0] for row in rows]
+    assert [[h.tokens for h in hs] for hs in batched] == [[h.tokens for h in hs] for hs in single]
+    assert [h.log_prob for hs in batched for h in hs] == pytest.approx([h.log_prob for hs in single for h in hs])
+
+
 def test_length_penalty_favours_longer_replies() -> None:
     model, source = random_model(4, vocab=9), torch.tensor([[4, 5, 6, 7]])
     lengths = {}

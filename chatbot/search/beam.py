@@ -61,8 +61,13 @@ def beam_search(
         tokens = [c.token for _, chosen in groups for c in chosen]
         replies = [replies[int(row)] + [token] for row, token in zip(keep.tolist(), tokens, strict=True)]
         scores = torch.tensor([c.score for _, chosen in groups for c in chosen], device=source.device)
+        state = state[:, keep]
+        if len(groups) < len(alive):  # a context is done: its rows leave the batch
+            # Every row of a group holds the same encoded context, so whole groups are selected, not beams.
+            encoded = encoded.select(
+                torch.tensor([g * width + i for g, _ in groups for i in range(width)], device=source.device)
+            )
         alive = [alive[g] for g, _ in groups]
-        state, encoded = state[:, keep], encoded.select(keep)
         previous = torch.tensor(tokens, device=source.device).unsqueeze(1)
     for row, reply in enumerate(replies):  # max_length reached: the unfinished beams count as they are
         score = float(scores[row])
