@@ -14,6 +14,13 @@ chooses among the shipped candidates). It costs about 100 ms a reply on 2 cores 
     python bench/cross_encoder_judge.py data --out RATED.jsonl [--until 2026-12-06n]
     python bench/cross_encoder_judge.py train --rated RATED.jsonl --out CE.pt [--exclude devc-] [--holdout 0.2]
     python bench/cross_encoder_judge.py sheet --state CE.pt --weight 3 -- sheet --prompts ... (bench/judged.py's)
+    python bench/cross_encoder_judge.py pool --state CE.pt --pool bench/judged/pool-2026-12-06p \
+        --prompts bench/judged/dev_prompts_c.jsonl
+
+``pool`` needs no sheet: on a pool whose every candidate was rated (bench/candidate_pool.py), it prints the mean
+rating of the shipped decoding's pick, of the cross-encoder's picks (weighed into the shipped score, or alone;
+among all candidates, or among the shipped score's best 3 or 5, what a judge with a small budget could rescore), and
+of the best candidate. Train the cross-encoder without the pool's prompts (``train --exclude devc-``).
 
 Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3.
 """
@@ -189,6 +196,78 @@ def patch(model: CrossEncoder, weight: float) -> None:
     generation.scored = weighed
 
 
+POOL_PICKS = ("shipped", "weight 3", "alone", "weight 3, top 3", "weight 3, top 5", "alone, top 3", "best")
+
+
+def pool_picks(
+    generator: generation.ResponseGenerator, model: Any, prompts: Sequence[judged.Prompt], rated: dict[Any, float]
+) -> dict[str, dict[str, float]]:
+    """By kind of prompt ("all", "first", "follow-up"): how many prompts, and the mean rating (``rated``: by prompt id
+    and normalised text) of each POOL_PICKS choice among the candidates ``generator`` scores, ``model`` predicting."""
+    tokenizer, rows_by_kind = generator.load().tokenizer, defaultdict(list)
+    for prompt in prompts:
+        source, choices = scored_candidates(generator, prompt)
+        texts = [tokenizer.decode_clean(c.tokens) for c in choices]
+        unrated = [text for text in texts if (prompt.id, judged.normalize(text)) not in rated]
+        if unrated:
+            raise SystemExit(f"{prompt.id}: the pool has no rating of the candidate {unrated[0]!r}")
+        turns = source_turns(tokenizer, source)
+        predicted = model.predict([{"turns": turns, "text": text} for text in texts])
+        ratings = [rated[(prompt.id, judged.normalize(text))] for text in texts]
+        row = picks_of([c.score for c in choices], predicted, ratings)
+        rows_by_kind["all"].append(row)
+        rows_by_kind[prompt.kind].append(row)
+    return {
+        kind: {"prompts": len(rows)} | {name: statistics.mean(r[name] for r in rows) for name in POOL_PICKS}
+        for kind, rows in rows_by_kind.items()
+    }
+
+
+def scored_candidates(generator: generation.ResponseGenerator, prompt: judged.Prompt) -> tuple[list[int], list[Choice]]:
+    """The context (piece ids) and every scored candidate of ``generator``'s reply to ``prompt``."""
+    captured: list[tuple[Sequence[Sequence[int]], list[list[Choice]]]] = []
+
+    def capture(seq2seq: Seq2Seq, sources: Sequence[Sequence[int]], *rest: Any) -> list[list[Choice]]:
+        captured.append((sources, scored(seq2seq, sources, *rest)))
+        return captured[-1][1]
+
+    original, generation.scored = generation.scored, capture
+    try:
+        generator.reply(prompt.history())
+    finally:
+        generation.scored = original
+    (sources, found), *_ = captured  # one context: the prompt's
+    return list(sources[0]), found[0]
+
+
+def picks_of(shipped: Sequence[float], predicted: Sequence[float], ratings: Sequence[float]) -> dict[str, float]:
+    """The rating of each POOL_PICKS choice among one prompt's candidates: by the shipped score, by it plus 3 times
+    the prediction, or by the prediction alone, among all or the shipped score's best 3 or 5; and the best rating."""
+    everything = range(len(shipped))
+    ranked = sorted(everything, key=lambda i: -shipped[i])  # ties: the first, as the shipped choice takes
+
+    def pick(among: Sequence[int], weight: float) -> float:
+        by = (lambda i: predicted[i]) if math.isinf(weight) else (lambda i: shipped[i] + weight * predicted[i])
+        return ratings[max(among, key=by)]
+
+    return {
+        "shipped": pick(everything, 0.0),
+        "weight 3": pick(everything, 3.0),
+        "alone": pick(everything, math.inf),
+        "weight 3, top 3": pick(ranked[:3], 3.0),
+        "weight 3, top 5": pick(ranked[:5], 3.0),
+        "alone, top 3": pick(ranked[:3], math.inf),
+        "best": max(ratings),
+    }
+
+
+def pool_ratings(pool: Path, prompts: Sequence[judged.Prompt]) -> dict[tuple[str, str], float]:
+    """The mean rating of every candidate of ``pool`` (a rated bench/candidate_pool.py directory), by (prompt id,
+    text)."""
+    rows = judged.rated_rows([pool], {prompt.id for prompt in prompts})
+    return {(row["prompt"], row["text"]): statistics.mean(scores) for row, scores in rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,12 +285,30 @@ def main() -> int:
     sheet.add_argument("--state", type=Path, required=True)
     sheet.add_argument("--weight", type=float, default=3.0, help="its predicted rating's weight (inf: it alone)")
     sheet.add_argument("judged_args", nargs=argparse.REMAINDER, help="-- then bench/judged.py's arguments")
+    rescore = commands.add_parser("pool", help="the picks of the cross-encoder among a fully rated pool's candidates")
+    rescore.add_argument("--state", type=Path, required=True)
+    rescore.add_argument("--pool", type=Path, required=True, help="a rated bench/candidate_pool.py directory")
+    rescore.add_argument("--prompts", type=Path, required=True, help="the prompts the pool was made of")
+    rescore.add_argument("--model", type=Path, default=Path("data/default-model"), help="the model it pooled for")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "data":
         rows = rated_dev_candidates(until=args.until)
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
         print(f"{len(rows)} candidates of {len({r['prompt'] for r in rows})} prompts")
+        return 0
+    if args.command == "pool":
+        model = CrossEncoder(encoder_path())
+        model.load_state_dict(torch.load(args.state))
+        prompts = judged.read_prompts(args.prompts)
+        generator = generation.ResponseGenerator(args.model, quantized=True)  # as the pool sheet was made
+        found = pool_picks(generator, model, prompts, pool_ratings(args.pool, prompts))
+        print(
+            "| pick | " + " | ".join(f"{kind} ({means['prompts']:.0f} prompts)" for kind, means in found.items()) + " |"
+        )
+        print("|---" * (len(found) + 1) + "|")
+        for name in POOL_PICKS:
+            print(f"| {name} | " + " | ".join(f"{means[name]:.2f}" for means in found.values()) + " |")
         return 0
     if args.command == "sheet":
         model = CrossEncoder(encoder_path())

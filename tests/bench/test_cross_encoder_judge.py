@@ -88,3 +88,38 @@ def test_the_prediction_is_weighed_into_the_shipped_choice(tiny_indexed_model_di
     alone = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
     assert alone == max((row["text"] for row in stand_in.rows), key=len)
     assert {tuple(row["turns"]) for row in stand_in.rows} == {("hi there", "hello!", "do you have any pets?")}
+
+
+def test_pool_picks_rate_each_choice_among_the_shipped_candidates(tiny_indexed_model_dir: Path) -> None:
+    config = DecodeConfig(candidates="both", retrieved=6, strategy="beam", beam_size=5, n_best=5)  # >= 3 candidates
+    generator = ResponseGenerator(tiny_indexed_model_dir, config)
+    prompts = [judge.judged.Prompt("001", "p-1", "first", ("do you have any pets?",))]
+    prompts.append(judge.judged.Prompt("002", "p-2", "follow-up", ("hi there", "hello!", "what do you do for fun?")))
+    rated = {}
+    for prompt in prompts:
+        _, choices = judge.scored_candidates(generator, prompt)
+        assert len(choices) >= 3
+        texts = [generator.load().tokenizer.decode_clean(c.tokens) for c in choices]
+        rated |= {(prompt.id, judge.judged.normalize(text)): float(1 + i % 5) for i, text in enumerate(texts)}
+    stand_in = ByLength()
+    found = judge.pool_picks(generator, stand_in, prompts, rated)
+    assert set(found) == {"all", "first", "follow-up"} and found["all"]["prompts"] == 2
+    follow_up = found["follow-up"]
+    shipped = generator.reply(prompts[1].history()).text
+    assert follow_up["shipped"] == rated[("p-2", judge.judged.normalize(shipped))]
+    longest = max((row["text"] for row in stand_in.rows), key=len)  # the stand-in read the last prompt's candidates
+    assert follow_up["alone"] == rated[("p-2", judge.judged.normalize(longest))]
+    assert follow_up["best"] == max(rating for (prompt, _), rating in rated.items() if prompt == "p-2")
+    with pytest.raises(SystemExit, match="p-1: the pool has no rating"):
+        judge.pool_picks(generator, stand_in, prompts, {})
+
+
+def test_picks_of_weigh_the_prediction_in_among_all_or_the_shipped_best() -> None:
+    shipped, predicted, ratings = [3.0, 2.0, 1.0, 0.0], [0.0, 0.1, 0.5, 2.0], [2.0, 3.0, 4.0, 5.0]
+    found = judge.picks_of(shipped, predicted, ratings)
+    assert found["shipped"] == 2.0  # the highest shipped score
+    assert found["weight 3"] == 5.0  # 0 + 3 * 2.0 beats 3 + 0, 2 + 0.3 and 1 + 1.5
+    assert found["alone"] == 5.0
+    assert found["weight 3, top 3"] == 2.0  # among the first three: 3.0, 2.3, 2.5
+    assert found["alone, top 3"] == 4.0
+    assert found["best"] == 5.0
