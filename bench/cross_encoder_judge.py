@@ -22,7 +22,8 @@ rating of the shipped decoding's pick, of the cross-encoder's picks (weighed int
 among all candidates, or among the shipped score's best 3 or 5, what a judge with a small budget could rescore), and
 of the best candidate. Train the cross-encoder without the pool's prompts (``train --exclude devc-``).
 
-Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3.
+Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3,
+V +0.12 and X +0.09 with new raters; alone (``--weight inf``) -0.07 on X, its replies less fluent.
 """
 
 from __future__ import annotations
