@@ -209,12 +209,13 @@ def pool_picks(
     for prompt in prompts:
         source, choices = scored_candidates(generator, prompt)
         texts = [tokenizer.decode_clean(c.tokens) for c in choices]
-        unrated = [text for text in texts if (prompt.id, judged.normalize(text)) not in rated]
+        keys = [(prompt.id, judged.normalize(text)) for text in texts]
+        unrated = [text for text, key in zip(texts, keys, strict=True) if key not in rated]
         if unrated:
             raise SystemExit(f"{prompt.id}: the pool has no rating of the candidate {unrated[0]!r}")
         turns = source_turns(tokenizer, source)
         predicted = model.predict([{"turns": turns, "text": text} for text in texts])
-        ratings = [rated[(prompt.id, judged.normalize(text))] for text in texts]
+        ratings = [rated[key] for key in keys]
         row = picks_of([c.score for c in choices], predicted, ratings)
         rows_by_kind["all"].append(row)
         rows_by_kind[prompt.kind].append(row)
