@@ -88,7 +88,7 @@ def test_the_traced_network_gives_the_untraced_vectors_for_any_batch(encoder: Se
 
     encoder.encode(["traced on this one text of a middling length"])  # the trace is made on the first batch
     tokenizer, network = semantic._read(encoder_path())
-    untraced = semantic._for_inference(network)
+    untraced = semantic.for_inference(network)
     texts = ["hi", "what do you do for a living?", "my cat knocked my coffee all over my laptop this morning, ugh"]
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():

@@ -47,6 +47,11 @@ def history_context(history: Sequence[Turn], history_turns: int) -> str:
     return " ".join(f"{OWN_TURN if turn.role is Role.BOT else OTHER_TURN} {turn.text}" for turn in window)
 
 
+def turns_of(context: str) -> list[str]:
+    """A context text's turns, oldest first, without speaker markers (empty turns left out)."""
+    return [turn.strip() for turn in _MARKER.split(context) if turn.strip()]
+
+
 def last_turn(context: str) -> str:
     """The newest turn of a context text (what its reply answers), without its speaker marker."""
     return _MARKER.split(context)[-1].strip()

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from chatbot.corpora.types import Conversation, Utterance
 from chatbot.dialogue.types import Role, Turn
-from chatbot.text.pairs import Pair, conversation_pairs, history_context, short_context_pairs, split_of, split_pairs
+from chatbot.text.pairs import (
+    Pair,
+    conversation_pairs,
+    history_context,
+    short_context_pairs,
+    split_of,
+    split_pairs,
+    turns_of,
+)
 
 CONVERSATION = Conversation(
     "c1",
@@ -56,3 +64,13 @@ def test_short_context_pairs_cut_a_stable_share_of_longer_contexts_to_their_last
     assert len(short_context_pairs([opening, *pairs], 1.0)) == len(pairs)
     own_last = short_context_pairs([Pair("<usr> a <bot> b", "c", "c1")], 1.0)
     assert [p.context for p in own_last] == ["<bot> b"], "the last turn keeps its own speaker marker"
+
+
+def test_a_context_text_splits_into_its_turns_without_markers() -> None:
+    assert turns_of("<usr> hi there <bot> hello!  <usr> do you have pets?") == [
+        "hi there",
+        "hello!",
+        "do you have pets?",
+    ]
+    assert turns_of("<usr>  <bot> hello") == ["hello"]  # an empty turn is left out
+    assert turns_of("") == []
