@@ -16,20 +16,31 @@ chooses among the shipped candidates). It costs about 100 ms a reply on 2 cores 
     python bench/cross_encoder_judge.py sheet --state CE.pt --weight 3 -- sheet --prompts ... (bench/judged.py's)
     python bench/cross_encoder_judge.py pool --state CE.pt --pool bench/judged/pool-2026-12-06p \
         --prompts bench/judged/dev_prompts_c.jsonl
+    python bench/cross_encoder_judge.py train --student --rated RATED.jsonl --out JUDGE.pt --lr 1e-4 --epochs 6
+    python bench/cross_encoder_judge.py distil --pools POOLS.pt --teacher CE.pt --labels LABELS.pt --out JUDGE.pt
+    python bench/cross_encoder_judge.py sheet --state JUDGE.pt --weight 3 --top 3 -- sheet ...
 
 ``pool`` needs no sheet: on a pool whose every candidate was rated (bench/candidate_pool.py), it prints the mean
 rating of the shipped decoding's pick, of the cross-encoder's picks (weighed into the shipped score, or alone;
 among all candidates, or among the shipped score's best 3 or 5, what a judge with a small budget could rescore), and
 of the best candidate. Train the cross-encoder without the pool's prompts (``train --exclude devc-``).
 
+The student (judge_student.py, one layer that fits the reply path's budget) is fitted to the same ratings
+(``train --student``) or to the cross-encoder's ratings of the shipped score's best 5 candidates of many pools
+(``distil``; POOLS.pt from bench/distilled_judge.py extract), and read where the reply path could afford it: the
+shipped score's best 3 (``sheet --top 3``). ``pool`` and ``sheet`` take either kind of weights.
+
 Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3,
-V +0.12 and X +0.09 with new raters; alone (``--weight inf``) -0.07 on X, its replies less fluent.
+V +0.12 and X +0.09 with new raters; alone (``--weight inf``) -0.07 on X, its replies less fluent. On 2026-12-07,
+Y +0.13 and Z +0.12 again, and the one-layer student on the best 3 -0.02 on both (fitted to the ratings on Y,
+distilled from the cross-encoder on Z).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import random
@@ -48,10 +59,11 @@ from chatbot import generation
 from chatbot.candidates import Choice, scored
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.semantic import encoder_path
-from chatbot.text.pairs import _MARKER
+from chatbot.text.pairs import turns_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import judged  # bench/ is not a package: judged.py is found beside this file
+import judge_student as judge  # bench/ is not a package: these are found beside this file
+import judged
 
 JUDGED = Path(__file__).resolve().parent / "judged"
 DEV_PROMPTS = ("dev_prompts.jsonl", "dev_prompts_b.jsonl", "dev_prompts_c.jsonl")
@@ -79,24 +91,27 @@ def rated_dev_candidates(folder: Path = JUDGED, until: str = "") -> list[dict[st
 
 def source_turns(tokenizer: Any, source: Sequence[int]) -> list[str]:
     """The turns of a context as the seq2seq model read it (its piece ids ``source``), without speaker markers."""
-    return [t.strip() for t in _MARKER.split(tokenizer.decode(list(source))) if t.strip()]
+    return turns_of(tokenizer.decode(list(source)))
 
 
 def context_text(turns: Sequence[str]) -> str:
-    """What the cross-encoder reads of a conversation: its last three turns, lowercased, joined by " | "."""
-    return " | ".join(turn.lower() for turn in turns[-3:])
+    """What the cross-encoder reads of a conversation: its last three turns, lowercased, joined by " | " (as the
+    shipped judge reads it)."""
+    return judge.context_text(turns, judge.JudgeConfig(turns=3))
 
 
 class CrossEncoder(nn.Module):
     """A BERT-style encoder reading (context, reply) as one pair, mean-pooled, and one linear output: the
     predicted rating less 3."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, layers: int = 6) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.bert = AutoModel.from_pretrained(str(path))
+        self.bert.encoder.layer = self.bert.encoder.layer[:layers]  # the first ``layers`` of MiniLM's six
+        self.bert.config.num_hidden_layers = layers
         self.head = nn.Linear(self.bert.config.hidden_size, 1)
 
     def forward(self, contexts: Sequence[str], replies: Sequence[str]) -> torch.Tensor:
@@ -119,17 +134,60 @@ class CrossEncoder(nn.Module):
         return found
 
 
+class Student(nn.Module):
+    """The small judge (judge_student.py: MiniLM's first layers, over the installed encoder's embeddings), read and
+    fitted as the CrossEncoder is."""
+
+    def __init__(self, ready: judge.Judge) -> None:
+        super().__init__()
+        self.judge, self.network = ready, ready.network
+
+    def forward(self, contexts: Sequence[str], replies: Sequence[str]) -> torch.Tensor:
+        """(pairs,) predicted ratings less 3 of each (context, reply) pair."""
+        return self.network(*self.judge.pairs(contexts, replies))  # type: ignore[no-any-return]
+
+    def predict(self, rows: Sequence[dict[str, Any]]) -> list[float]:
+        """The predicted rating (1-5 scale) of each rated-candidate row: each run of rows with one context read as
+        the reply path reads a context's candidates (``Judge.rate``)."""
+        self.eval()
+        found: list[float] = []
+        contexts = [judge.context_text(r["turns"], self.judge.config) for r in rows]
+        for context, run in itertools.groupby(zip(contexts, rows, strict=True), key=lambda pair: pair[0]):
+            found += self.judge.rate(context, [row["text"] for _, row in run])
+        return found
+
+
+def load(state: Path) -> CrossEncoder | Student:
+    """The cross-encoder whose weights ``train`` saved at ``state``, with as many layers as they have, or the
+    student ``train --student`` or ``distil`` wrote there (a judge_student.py file)."""
+    weights = torch.load(state)
+    if "format_version" in weights:
+        return Student(judge.Judge.from_bytes(state.read_bytes(), encoder_path(), state))
+    layers = len({key.split(".")[3] for key in weights if key.startswith("bert.encoder.layer.")})
+    model = CrossEncoder(encoder_path(), layers)
+    model.load_state_dict(weights)
+    return model
+
+
 def batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
-def train(model: CrossEncoder, rows: list[dict[str, Any]], epochs: int, seed: int, log: Any = print) -> None:
-    """Fine-tune ``model`` on ``rows`` (rating less 3, mean squared error), shuffled by ``seed``."""
+def train(
+    model: CrossEncoder | Student,
+    rows: list[dict[str, Any]],
+    epochs: int,
+    seed: int,
+    lr: float = 3e-5,
+    log: Any = print,
+) -> None:
+    """Fine-tune ``model`` on ``rows`` (rating less 3, mean squared error), shuffled by ``seed``, the learning rate
+    peaking at ``lr``."""
     order = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     steps = max(1, epochs * math.ceil(len(rows) / 16))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-5, total_steps=steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
     rows = list(rows)
     for epoch in range(epochs):
         order.shuffle(rows)
@@ -165,9 +223,10 @@ def picks(rows: Sequence[dict[str, Any]], predicted: Sequence[float]) -> dict[st
     }
 
 
-def patch(model: CrossEncoder, weight: float) -> None:
+def patch(model: CrossEncoder | Student, weight: float, top: int = 0) -> None:
     """Make every ResponseGenerator choose by its shipped score plus ``weight`` times ``model``'s predicted rating
-    (``inf``: by the prediction alone), among the candidates the shipped decoding pools."""
+    (``inf``: by the prediction alone), among the candidates the shipped decoding pools (``top``: among its best
+    ``top`` by the shipped score alone, all a judge with a small budget could read)."""
     tokenizers: list[Any] = []
     choices_for = generation.ResponseGenerator.choices_for
 
@@ -177,6 +236,8 @@ def patch(model: CrossEncoder, weight: float) -> None:
 
     def weighed(seq2seq: Seq2Seq, sources: Sequence[Sequence[int]], *rest: Any) -> list[list[Choice]]:
         found = scored(seq2seq, sources, *rest)
+        if top:
+            found = [sorted(each, key=lambda choice: -choice.score)[:top] for each in found]  # stable: ties first
         (tokenizer,) = tokenizers
         turns = [source_turns(tokenizer, s) for s in sources]
         rows = [
@@ -283,9 +344,29 @@ def main() -> int:
     fit.add_argument("--holdout", type=float, default=0.0, help="hold out this share of the prompts, and report")
     fit.add_argument("--epochs", type=int, default=3)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--lr", type=float, default=3e-5, help="the learning rate's peak")
+    fit.add_argument("--layers", type=int, default=6, help="keep MiniLM's first this many layers (of 6)")
+    fit.add_argument("--freeze-embeddings", action="store_true", help="train the layers and head only")
+    fit.add_argument(
+        "--student",
+        action="store_true",
+        help="fit the small judge (judge_student.py: --layers of MiniLM, its embeddings frozen) and save it to --out",
+    )
+    distil = commands.add_parser("distil", help="fit the student to the cross-encoder's ratings of many pools")
+    distil.add_argument("--pools", type=Path, nargs="+", required=True, help="bench/distilled_judge.py extract's")
+    distil.add_argument("--teacher", type=Path, required=True, help="train's weights (the cross-encoder)")
+    distil.add_argument("--labels", type=Path, required=True, help="the teacher's ratings: read if there, else made")
+    distil.add_argument("--out", type=Path, required=True, help="where the student goes")
+    distil.add_argument("--top", type=int, default=5, help="the candidates of each pool rated: the shipped best")
+    distil.add_argument("--held", default="devc-", help="hold out the pools whose id starts with this, and report")
+    distil.add_argument("--epochs", type=int, default=2)
+    distil.add_argument("--lr", type=float, default=1e-4)
+    distil.add_argument("--layers", type=int, default=1)
+    distil.add_argument("--seed", type=int, default=0)
     sheet = commands.add_parser("sheet", help="run bench/judged.py with the cross-encoder in every choice")
     sheet.add_argument("--state", type=Path, required=True)
     sheet.add_argument("--weight", type=float, default=3.0, help="its predicted rating's weight (inf: it alone)")
+    sheet.add_argument("--top", type=int, default=0, help="read only the shipped score's best this many (0: all)")
     sheet.add_argument("judged_args", nargs=argparse.REMAINDER, help="-- then bench/judged.py's arguments")
     rescore = commands.add_parser("pool", help="the picks of the cross-encoder among a fully rated pool's candidates")
     rescore.add_argument("--state", type=Path, required=True)
@@ -300,8 +381,7 @@ def main() -> int:
         print(f"{len(rows)} candidates of {len({r['prompt'] for r in rows})} prompts")
         return 0
     if args.command == "pool":
-        model = CrossEncoder(encoder_path())
-        model.load_state_dict(torch.load(args.state))
+        model = load(args.state)
         prompts = judged.read_prompts(args.prompts)
         generator = generation.ResponseGenerator(args.model, quantized=True)  # as the pool sheet was made
         found = pool_picks(generator, model, prompts, pool_ratings(args.pool, prompts))
@@ -313,23 +393,92 @@ def main() -> int:
             print(f"| {name} | " + " | ".join(f"{means[name]:.2f}" for means in found.values()) + " |")
         return 0
     if args.command == "sheet":
-        model = CrossEncoder(encoder_path())
-        model.load_state_dict(torch.load(args.state))
-        patch(model, args.weight)
+        model = load(args.state)
+        patch(model, args.weight, args.top)
         return judged.main([arg for arg in args.judged_args if arg != "--"])
+    if args.command == "distil":
+        return distil_and_save(args)
+    return fit_and_save(args)
+
+
+def best_rows(pools: Sequence[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The ``top`` candidates of each pool (distilled_judge.py extract's) by the shipped score, as rows of the pool's
+    id, its turns, the text and that score."""
+    rows = []
+    for pool in pools:
+        scores = pool["parts"][:, 0].tolist()  # the shipped score is the first of the parts
+        ranked = sorted(range(len(scores)), key=lambda i: -scores[i])[:top]
+        rows += [
+            {"prompt": pool["id"], "turns": pool["turns"], "text": pool["texts"][i], "shipped": scores[i]}
+            for i in ranked
+        ]
+    return rows
+
+
+def agreement(rows: Sequence[dict[str, Any]], predicted: Sequence[float], wanted: Sequence[float]) -> dict[str, float]:
+    """How often the shipped score plus 3 times ``predicted`` picks what it picks plus 3 times ``wanted`` among each
+    pool's rows (its best 3 by the shipped score, as the reply path reads them), and how often the shipped pick."""
+    by_pool: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row, mine, theirs in zip(rows, predicted, wanted, strict=True):
+        if len(by_pool[row["prompt"]]) < 3:
+            by_pool[row["prompt"]].append((row["shipped"], mine, theirs))
+    same = shipped = 0
+    for found in by_pool.values():
+        wanted_pick = max(range(len(found)), key=lambda i: found[i][0] + 3 * found[i][2])
+        same += wanted_pick == max(range(len(found)), key=lambda i: found[i][0] + 3 * found[i][1])
+        shipped += wanted_pick == 0
+    return {"pools": len(by_pool), "agreement": same / len(by_pool), "shipped": shipped / len(by_pool)}
+
+
+def distil_and_save(args: argparse.Namespace) -> int:
+    """``distil``: the teacher's ratings of the pools' best candidates (made once, kept at ``--labels``), the
+    student fitted to them (held-out pools left out and reported on), saved to ``--out``."""
+    rows = best_rows([pool for path in args.pools for pool in torch.load(path)], args.top)
+    if not args.labels.exists():
+        teacher, found = load(args.teacher), []
+        for start in range(0, len(rows), 4096):
+            found += teacher.predict(rows[start : start + 4096])
+            print(f"rated {len(found)} of {len(rows)}", flush=True)
+        torch.save(torch.tensor(found), args.labels)
+    for row, rating in zip(rows, torch.load(args.labels).tolist(), strict=True):
+        row["rating"] = rating
+    torch.manual_seed(args.seed)
+    student = Student(judge.Judge.from_encoder(judge.JudgeConfig(layers=args.layers), encoder_path()))
+    student.network.embeddings.requires_grad_(False)
+    is_held = [bool(args.held) and r["prompt"].startswith(args.held) for r in rows]
+    held = [r for r, out in zip(rows, is_held, strict=True) if out]
+    train(student, [r for r, out in zip(rows, is_held, strict=True) if not out], args.epochs, args.seed, args.lr)
+    if held:
+        print(json.dumps(agreement(held, student.predict(held), [r["rating"] for r in held])))
+    args.out.write_bytes(student.judge.to_bytes())
+    return 0
+
+
+def fit_and_save(args: argparse.Namespace) -> int:
+    """``train``: fit the cross-encoder or the student on the rated rows, report on any held out, save."""
     torch.manual_seed(args.seed)  # before the output layer is made: its initial weights are drawn
-    model = CrossEncoder(encoder_path())
+    model: CrossEncoder | Student
+    if args.student:
+        model = Student(judge.Judge.from_encoder(judge.JudgeConfig(layers=args.layers), encoder_path()))
+        model.network.embeddings.requires_grad_(False)  # its file keeps the installed encoder's
+    else:
+        model = CrossEncoder(encoder_path(), args.layers)
+        if args.freeze_embeddings:  # then only the layers and the head differ from the installed encoder's weights
+            model.bert.embeddings.requires_grad_(False)
     rows = [
         r for r in judged.read_json_lines(args.rated) if not (args.exclude and r["prompt"].startswith(args.exclude))
     ]
     prompts = sorted({r["prompt"] for r in rows})
     random.Random(args.seed).shuffle(prompts)
     held = set(prompts[: int(len(prompts) * args.holdout)])
-    train(model, [r for r in rows if r["prompt"] not in held], args.epochs, args.seed)
+    train(model, [r for r in rows if r["prompt"] not in held], args.epochs, args.seed, args.lr)
     if held:
         test = [r for r in rows if r["prompt"] in held]
         print(json.dumps(picks(test, model.predict(test))))
-    torch.save(model.state_dict(), args.out)
+    if isinstance(model, Student):
+        args.out.write_bytes(model.judge.to_bytes())
+    else:
+        torch.save(model.state_dict(), args.out)
     return 0
 
 

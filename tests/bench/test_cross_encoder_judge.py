@@ -61,6 +61,28 @@ def test_the_encoder_reads_a_conversation_and_a_reply_as_one_pair_and_learns() -
     assert first > second  # sixteen steps on the two are enough to tell them apart
 
 
+def test_the_student_learns_and_is_saved_and_read_back() -> None:
+    student = judge.Student(judge.judge.Judge.from_encoder(judge.judge.JudgeConfig(layers=1), encoder_path()))
+    student.network.embeddings.requires_grad_(False)  # as train --student fits it
+    rows = [
+        {"prompt": "p", "turns": ["i failed my exam"], "text": "oh no, i'm sorry", "rating": 5.0},
+        {"prompt": "p", "turns": ["i failed my exam"], "text": "pizza is great", "rating": 1.0},
+    ]
+    judge.train(student, rows * 8, epochs=2, seed=0, lr=1e-4, log=lambda _: None)
+    first, second = student.predict(rows)
+    assert first > second
+
+
+def test_a_saved_student_is_loaded_as_one(tmp_path: Path) -> None:
+    student = judge.Student(judge.judge.Judge.from_encoder(judge.judge.JudgeConfig(layers=1), encoder_path()))
+    saved = tmp_path / "student.pt"
+    saved.write_bytes(student.judge.to_bytes())
+    loaded = judge.load(saved)
+    assert isinstance(loaded, judge.Student)
+    rows = [{"turns": ["hi", "hello! how are you?"], "text": text} for text in ("good, you?", "pizza")]
+    assert loaded.predict(rows) == pytest.approx(student.predict(rows), abs=0.05)  # stored in fp16, read in bf16
+
+
 class ByLength:
     """A stand-in judge: predicts a longer reply is better."""
 
@@ -88,6 +110,20 @@ def test_the_prediction_is_weighed_into_the_shipped_choice(tiny_indexed_model_di
     alone = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
     assert alone == max((row["text"] for row in stand_in.rows), key=len)
     assert {tuple(row["turns"]) for row in stand_in.rows} == {("hi there", "hello!", "do you have any pets?")}
+
+
+def test_the_prediction_may_read_only_the_shipped_best(tiny_indexed_model_dir: Path, restored: None) -> None:
+    config = DecodeConfig(candidates="both", retrieved=6, strategy="beam", beam_size=5, n_best=5)  # >= 3 candidates
+    history = [Turn(Role.USER, "do you have any pets?")]
+    shipped = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    stand_in = ByLength()
+    judge.patch(stand_in, float("inf"), top=1)  # the shipped score's best alone: nothing to choose among
+    assert ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text == shipped
+    assert len(stand_in.rows) == 1
+    judge.patch(stand_in, float("inf"), top=3)
+    three = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    assert len(stand_in.rows) == 3 and shipped in {row["text"] for row in stand_in.rows}
+    assert three == max((row["text"] for row in stand_in.rows), key=len)
 
 
 def test_pool_picks_rate_each_choice_among_the_shipped_candidates(tiny_indexed_model_dir: Path) -> None:
@@ -123,3 +159,29 @@ def test_picks_of_weigh_the_prediction_in_among_all_or_the_shipped_best() -> Non
     assert found["weight 3, top 3"] == 2.0  # among the first three: 3.0, 2.3, 2.5
     assert found["alone, top 3"] == 4.0
     assert found["best"] == 5.0
+
+
+def test_distillation_rows_are_each_pools_best_by_the_shipped_score_and_agreement_reads_the_best_three() -> None:
+    import torch
+
+    pools = [
+        {
+            "id": "a",
+            "turns": ["hi"],
+            "texts": ["x", "y", "z", "w"],
+            "parts": torch.tensor([[1.0], [3.0], [2.0], [0.0]]),
+        },
+        {"id": "b", "turns": ["yo"], "texts": ["p", "q"], "parts": torch.tensor([[0.5], [0.75]])},
+    ]
+    rows = judge.best_rows(pools, top=3)
+    assert [(r["prompt"], r["text"], r["shipped"]) for r in rows] == [
+        ("a", "y", 3.0),
+        ("a", "z", 2.0),
+        ("a", "x", 1.0),
+        ("b", "q", 0.75),
+        ("b", "p", 0.5),
+    ]
+    # Pool a: the teacher's pick (3 + 0, 2 + 3 * 1, 1 + 0) is z, the student's (3 + 0, 2 + 0, 1 + 0) the shipped y;
+    # pool b: both keep the shipped q.
+    found = judge.agreement(rows, [0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0])
+    assert found == {"pools": 2, "agreement": 0.5, "shipped": 0.5}
