@@ -40,7 +40,8 @@ from chatbot.semantic import checked_weights, for_inference
 FORMAT_VERSION = 1
 NORM_EPS = 1e-12  # BERT's LayerNorm epsilon
 SEPARATOR = " | "  # between the turns of a context
-# all-MiniLM-L6-v2's names for the weights the judge keeps, by the judge's (one layer's; "{}" is its number).
+# all-MiniLM-L6-v2's names for the weights the judge takes from it, by the judge's: the embeddings', and each
+# layer's (under "layers.N." in the judge, "encoder.layer.N." in the encoder).
 ENCODER_NAMES = {
     "embeddings.pieces.weight": "embeddings.word_embeddings.weight",
     "embeddings.positions.weight": "embeddings.position_embeddings.weight",
@@ -223,10 +224,7 @@ class Judge:
         kept = [each.ids for each in encoded]
         first = len(contexts)
         return (
-            [
-                [self.start, *ids[len(ids) - min(len(ids), self.config.context_pieces) :], self.end]
-                for ids in kept[:first]
-            ],
+            [[self.start, *ids[-self.config.context_pieces :], self.end] for ids in kept[:first]],
             [[*ids[: self.config.reply_pieces], self.end] for ids in kept[first:]],
         )
 
