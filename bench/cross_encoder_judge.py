@@ -142,6 +142,14 @@ class Student(nn.Module):
         super().__init__()
         self.judge, self.network = ready, ready.network
 
+    @classmethod
+    def to_fit(cls, layers: int) -> Student:
+        """A student of MiniLM's first ``layers`` layers, ready to be fitted: its embeddings frozen, since its
+        file keeps the installed encoder's."""
+        student = cls(judge.Judge.from_encoder(judge.JudgeConfig(layers=layers), encoder_path()))
+        student.network.embeddings.requires_grad_(False)
+        return student
+
     def forward(self, contexts: Sequence[str], replies: Sequence[str]) -> torch.Tensor:
         """(pairs,) predicted ratings less 3 of each (context, reply) pair."""
         return self.network(*self.judge.pairs(contexts, replies))  # type: ignore[no-any-return]
@@ -443,8 +451,7 @@ def distil_and_save(args: argparse.Namespace) -> int:
     for row, rating in zip(rows, torch.load(args.labels).tolist(), strict=True):
         row["rating"] = rating
     torch.manual_seed(args.seed)
-    student = Student(judge.Judge.from_encoder(judge.JudgeConfig(layers=args.layers), encoder_path()))
-    student.network.embeddings.requires_grad_(False)
+    student = Student.to_fit(args.layers)
     is_held = [bool(args.held) and r["prompt"].startswith(args.held) for r in rows]
     held = [r for r, out in zip(rows, is_held, strict=True) if out]
     train(student, [r for r, out in zip(rows, is_held, strict=True) if not out], args.epochs, args.seed, args.lr)
@@ -459,8 +466,7 @@ def fit_and_save(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # before the output layer is made: its initial weights are drawn
     model: CrossEncoder | Student
     if args.student:
-        model = Student(judge.Judge.from_encoder(judge.JudgeConfig(layers=args.layers), encoder_path()))
-        model.network.embeddings.requires_grad_(False)  # its file keeps the installed encoder's
+        model = Student.to_fit(args.layers)
     else:
         model = CrossEncoder(encoder_path(), args.layers)
         if args.freeze_embeddings:  # then only the layers and the head differ from the installed encoder's weights

@@ -62,8 +62,8 @@ def test_the_encoder_reads_a_conversation_and_a_reply_as_one_pair_and_learns() -
 
 
 def test_the_student_learns_and_is_saved_and_read_back() -> None:
-    student = judge.Student(judge.judge.Judge.from_encoder(judge.judge.JudgeConfig(layers=1), encoder_path()))
-    student.network.embeddings.requires_grad_(False)  # as train --student fits it
+    student = judge.Student.to_fit(1)  # as train --student fits it
+    assert not any(p.requires_grad for p in student.network.embeddings.parameters())
     rows = [
         {"prompt": "p", "turns": ["i failed my exam"], "text": "oh no, i'm sorry", "rating": 5.0},
         {"prompt": "p", "turns": ["i failed my exam"], "text": "pizza is great", "rating": 1.0},
@@ -74,7 +74,7 @@ def test_the_student_learns_and_is_saved_and_read_back() -> None:
 
 
 def test_a_saved_student_is_loaded_as_one(tmp_path: Path) -> None:
-    student = judge.Student(judge.judge.Judge.from_encoder(judge.judge.JudgeConfig(layers=1), encoder_path()))
+    student = judge.Student.to_fit(1)
     saved = tmp_path / "student.pt"
     saved.write_bytes(student.judge.to_bytes())
     loaded = judge.load(saved)
