@@ -18,7 +18,7 @@ chooses among the shipped candidates). It costs about 100 ms a reply on 2 cores 
         --prompts bench/judged/dev_prompts_c.jsonl
     python bench/cross_encoder_judge.py train --student --rated RATED.jsonl --out JUDGE.pt --lr 1e-4 --epochs 6
     python bench/cross_encoder_judge.py distil --pools POOLS.pt --teacher CE.pt --labels LABELS.pt --out JUDGE.pt
-    python bench/cross_encoder_judge.py sheet --state JUDGE.pt --weight 3 --top 3 -- sheet ...
+    python bench/cross_encoder_judge.py sheet --state JUDGE.pt --weight 3 --top 3 [--margin 0.5] -- sheet ...
 
 ``pool`` needs no sheet: on a pool whose every candidate was rated (bench/candidate_pool.py), it prints the mean
 rating of the shipped decoding's pick, of the cross-encoder's picks (weighed into the shipped score, or alone;
@@ -28,12 +28,15 @@ of the best candidate. Train the cross-encoder without the pool's prompts (``tra
 The student (judge_student.py, one layer that fits the reply path's budget) is fitted to the same ratings
 (``train --student``) or to the cross-encoder's ratings of the shipped score's best 5 candidates of many pools
 (``distil``; POOLS.pt from bench/distilled_judge.py extract), and read where the reply path could afford it: the
-shipped score's best 3 (``sheet --top 3``). ``pool`` and ``sheet`` take either kind of weights.
+shipped score's best 3 (``sheet --top 3``), and only where the shipped score is unsure (``--margin``: where its
+best leads the next by less). ``train --student --layers 6`` keeps all of MiniLM's layers, the context still read
+once. ``pool`` and ``sheet`` take either kind of weights.
 
 Rated on 2026-12-06 (BENCHMARKS.md, "Judged reply quality"): judged sheet U +0.13 (+0.00 to +0.28) at weight 3,
 V +0.12 and X +0.09 with new raters; alone (``--weight inf``) -0.07 on X, its replies less fluent. On 2026-12-07,
 Y +0.13 and Z +0.12 again, and the one-layer student on the best 3 -0.02 on both (fitted to the ratings on Y,
-distilled from the cross-encoder on Z).
+distilled from the cross-encoder on Z); six layers +0.03 on ZA at 22 ms more a reply, -0.01 read only where the
+shipped best leads by less than 0.5.
 """
 
 from __future__ import annotations
@@ -143,10 +146,11 @@ class Student(nn.Module):
         self.judge, self.network = ready, ready.network
 
     @classmethod
-    def to_fit(cls, layers: int) -> Student:
-        """A student of MiniLM's first ``layers`` layers, ready to be fitted: its embeddings frozen, since its
-        file keeps the installed encoder's."""
-        student = cls(judge.Judge.from_encoder(judge.JudgeConfig(layers=layers), encoder_path()))
+    def to_fit(cls, layers: int, context_pieces: int = judge.JudgeConfig.context_pieces) -> Student:
+        """A student of MiniLM's first ``layers`` layers, reading a context's last ``context_pieces`` word pieces,
+        ready to be fitted: its embeddings frozen, since its file keeps the installed encoder's."""
+        config = judge.JudgeConfig(layers=layers, context_pieces=context_pieces)
+        student = cls(judge.Judge.from_encoder(config, encoder_path()))
         student.network.embeddings.requires_grad_(False)
         return student
 
@@ -231,10 +235,12 @@ def picks(rows: Sequence[dict[str, Any]], predicted: Sequence[float]) -> dict[st
     }
 
 
-def patch(model: CrossEncoder | Student, weight: float, top: int = 0) -> None:
+def patch(model: CrossEncoder | Student, weight: float, top: int = 0, margin: float = math.inf) -> None:
     """Make every ResponseGenerator choose by its shipped score plus ``weight`` times ``model``'s predicted rating
     (``inf``: by the prediction alone), among the candidates the shipped decoding pools (``top``: among its best
-    ``top`` by the shipped score alone, all a judge with a small budget could read)."""
+    ``top`` by the shipped score alone, all a judge with a small budget could read). With a ``margin``, a context
+    whose best shipped score leads the next by that much or more keeps the shipped choice unread: the judge is
+    paid for only where the shipped score is unsure."""
     tokenizers: list[Any] = []
     choices_for = generation.ResponseGenerator.choices_for
 
@@ -246,24 +252,26 @@ def patch(model: CrossEncoder | Student, weight: float, top: int = 0) -> None:
         found = scored(seq2seq, sources, *rest)
         if top:
             found = [sorted(each, key=lambda choice: -choice.score)[:top] for each in found]  # stable: ties first
+        read = [i for i, each in enumerate(found) if math.isinf(margin) or lead(each) < margin]  # inf: all
         (tokenizer,) = tokenizers
         turns = [source_turns(tokenizer, s) for s in sources]
-        rows = [
-            {"turns": turns[row], "text": tokenizer.decode_clean(choice.tokens)}
-            for row, each in enumerate(found)
-            for choice in each
-        ]
-        ratings = iter(model.predict(rows))
-        return [
-            [
+        rows = [{"turns": turns[i], "text": tokenizer.decode_clean(choice.tokens)} for i in read for choice in found[i]]
+        ratings = iter(model.predict(rows) if rows else [])  # a judge unread costs nothing
+        for i in read:
+            found[i] = [
                 dataclasses.replace(c, score=r if math.isinf(weight) else c.score + weight * r)
-                for c, r in zip(each, ratings, strict=False)
+                for c, r in zip(found[i], ratings, strict=False)
             ]
-            for each in found
-        ]
+        return found
 
     generation.ResponseGenerator.choices_for = remember  # type: ignore[method-assign]
     generation.scored = weighed
+
+
+def lead(choices: Sequence[Choice]) -> float:
+    """How far the best of one context's scored candidates leads the next (inf with fewer than two)."""
+    best = sorted((choice.score for choice in choices), reverse=True)
+    return best[0] - best[1] if len(best) > 1 else math.inf
 
 
 POOL_PICKS = ("shipped", "weight 3", "alone", "weight 3, top 3", "weight 3, top 5", "alone, top 3", "best")
@@ -355,6 +363,7 @@ def main() -> int:
     fit.add_argument("--lr", type=float, default=3e-5, help="the learning rate's peak")
     fit.add_argument("--layers", type=int, default=6, help="keep MiniLM's first this many layers (of 6)")
     fit.add_argument("--freeze-embeddings", action="store_true", help="train the layers and head only")
+    fit.add_argument("--context-pieces", type=int, default=judge.JudgeConfig.context_pieces, help="the student's")
     fit.add_argument(
         "--student",
         action="store_true",
@@ -375,6 +384,7 @@ def main() -> int:
     sheet.add_argument("--state", type=Path, required=True)
     sheet.add_argument("--weight", type=float, default=3.0, help="its predicted rating's weight (inf: it alone)")
     sheet.add_argument("--top", type=int, default=0, help="read only the shipped score's best this many (0: all)")
+    sheet.add_argument("--margin", type=float, default=math.inf, help="read only where the shipped best leads by less")
     sheet.add_argument("judged_args", nargs=argparse.REMAINDER, help="-- then bench/judged.py's arguments")
     rescore = commands.add_parser("pool", help="the picks of the cross-encoder among a fully rated pool's candidates")
     rescore.add_argument("--state", type=Path, required=True)
@@ -402,7 +412,7 @@ def main() -> int:
         return 0
     if args.command == "sheet":
         model = load(args.state)
-        patch(model, args.weight, args.top)
+        patch(model, args.weight, args.top, args.margin)
         return judged.main([arg for arg in args.judged_args if arg != "--"])
     if args.command == "distil":
         return distil_and_save(args)
@@ -466,7 +476,7 @@ def fit_and_save(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # before the output layer is made: its initial weights are drawn
     model: CrossEncoder | Student
     if args.student:
-        model = Student.to_fit(args.layers)
+        model = Student.to_fit(args.layers, args.context_pieces)
     else:
         model = CrossEncoder(encoder_path(), args.layers)
         if args.freeze_embeddings:  # then only the layers and the head differ from the installed encoder's weights

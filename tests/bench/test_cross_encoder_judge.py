@@ -3,6 +3,7 @@ measured by, the real encoder as a cross-encoder, and its prediction added to th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from chatbot import generation
+from chatbot.candidates import Choice
 from chatbot.config import DecodeConfig
 from chatbot.dialogue.types import Role, Turn
 from chatbot.generation import ResponseGenerator
@@ -124,6 +126,33 @@ def test_the_prediction_may_read_only_the_shipped_best(tiny_indexed_model_dir: P
     three = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
     assert len(stand_in.rows) == 3 and shipped in {row["text"] for row in stand_in.rows}
     assert three == max((row["text"] for row in stand_in.rows), key=len)
+
+
+def test_a_margin_leaves_a_sure_choice_unread(tiny_indexed_model_dir: Path, restored: None) -> None:
+    config = DecodeConfig(candidates="both", retrieved=6, strategy="beam", beam_size=5, n_best=5)  # >= 3 candidates
+    history = [Turn(Role.USER, "do you have any pets?")]
+    shipped = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    unsure = ByLength()
+    judge.patch(unsure, float("inf"), top=3, margin=math.inf)  # every lead is less: read as without a margin
+    assert ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text == max(
+        (row["text"] for row in unsure.rows), key=len
+    )
+    sure = ByLength()
+    judge.patch(sure, float("inf"), top=3, margin=-1.0)  # no lead is less than -1: nothing read, the shipped choice
+    assert ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text == shipped
+    assert not hasattr(sure, "rows")  # the judge was not asked at all
+
+
+def test_lead_is_how_far_the_best_score_leads_the_next() -> None:
+    def choice(score: float) -> Choice:
+        return Choice([1], "generated", score, 0.5)
+
+    assert judge.lead([choice(-1.0), choice(-3.5), choice(-2.0)]) == pytest.approx(1.0)
+    assert judge.lead([choice(-1.0)]) == math.inf
+
+
+def test_the_student_may_read_fewer_context_pieces() -> None:
+    assert judge.Student.to_fit(1, context_pieces=48).judge.config.context_pieces == 48
 
 
 def test_pool_picks_rate_each_choice_among_the_shipped_candidates(tiny_indexed_model_dir: Path) -> None:
