@@ -133,7 +133,7 @@ def test_a_margin_leaves_a_sure_choice_unread(tiny_indexed_model_dir: Path, rest
     history = [Turn(Role.USER, "do you have any pets?")]
     shipped = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
     unsure = ByLength()
-    judge.patch(unsure, float("inf"), top=3, margin=math.inf)  # every lead is less: read as without a margin
+    judge.patch(unsure, float("inf"), top=3, margin=math.inf)  # inf: every context read, as without one
     assert ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text == max(
         (row["text"] for row in unsure.rows), key=len
     )
