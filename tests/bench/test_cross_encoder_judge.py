@@ -102,7 +102,7 @@ def restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_prediction_is_weighed_into_the_shipped_choice(tiny_indexed_model_dir: Path, restored: None) -> None:
-    config = DecodeConfig(candidates="retrieved", retrieved=5)
+    config = DecodeConfig(candidates="both", retrieved=6, strategy="beam", beam_size=5, n_best=5)  # >= 2 candidates
     history = [Turn(Role.USER, "hi there"), Turn(Role.BOT, "hello!"), Turn(Role.USER, "do you have any pets?")]
     shipped = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
     judge.patch(ByLength(), 0.0)
@@ -110,6 +110,7 @@ def test_the_prediction_is_weighed_into_the_shipped_choice(tiny_indexed_model_di
     stand_in = ByLength()
     judge.patch(stand_in, float("inf"))
     alone = ResponseGenerator(tiny_indexed_model_dir, config).reply(history).text
+    assert len(stand_in.rows) > 1  # a choice among several, not a lone candidate
     assert alone == max((row["text"] for row in stand_in.rows), key=len)
     assert {tuple(row["turns"]) for row in stand_in.rows} == {("hi there", "hello!", "do you have any pets?")}
 
